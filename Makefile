@@ -1,0 +1,40 @@
+# Two entry points: `make demo` and `make test`. Both create .venv and install everything.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+CORES  ?= 2
+SNAKEMAKE := $(BIN)/snakemake
+
+.PHONY: env demo test lint dryrun clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# Marker file: re-install when the project's dependency files change.
+$(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
+	$(BIN)/pip install -q --upgrade pip
+	# pyradiomics 3.x needs numpy, setuptools, wheel and versioneer present and no build isolation
+	$(BIN)/pip install -q -c constraints.txt numpy setuptools wheel versioneer
+	# torch: the CPU build here; on a GPU machine install the CUDA build first (see README)
+	$(BIN)/pip install -q -c constraints.txt torch
+	$(BIN)/pip install -q -c constraints.txt --no-build-isolation pyradiomics
+	$(BIN)/pip install -q -c constraints.txt antspyx
+	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+env: $(VENV)/.installed
+
+demo: env
+	$(SNAKEMAKE) --cores $(CORES) --printshellcmds
+
+dryrun: env
+	$(SNAKEMAKE) -n --quiet rules
+
+lint: env
+	$(SNAKEMAKE) --lint
+
+test: env
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf results .snakemake

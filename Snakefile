@@ -1,0 +1,19 @@
+# Landmark redetection and differential radiomics for pre-/post-operative brain MRI.
+# Run: snakemake --cores N  (see README.md); configuration: config/config.yaml, config/README.md.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/demo.smk"
+include: "workflow/rules/validate.smk"
+
+
+rule all:
+    input:
+        "results/cohort/manifest.tsv",
+    default_target: True

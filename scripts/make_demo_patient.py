@@ -1,0 +1,17 @@
+"""Snakemake adapter: generate one synthetic demo patient (landmarkflow.synthetic)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
+
+from landmarkflow.logutil import log_to  # noqa: E402
+from landmarkflow.synthetic import make_patient  # noqa: E402
+
+with log_to(snakemake.log[0]):  # noqa: F821
+    make_patient(
+        patient=snakemake.wildcards.patient,  # noqa: F821
+        outdir=Path(snakemake.output[0]).parent.parent,  # noqa: F821
+        seed=snakemake.params.seed,  # noqa: F821
+        n_landmarks=snakemake.params.landmarks,  # noqa: F821
+    )

@@ -1,0 +1,77 @@
+"""Command line: ``landmarkflow <command>``; the same functions the workflow's scripts call."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import __version__
+from .io import InputError
+from .logutil import setup_cli
+
+
+def _demo(args) -> None:
+    from . import synthetic
+
+    for patient in args.patients:
+        synthetic.make_patient(patient, args.out, seed=args.seed, n_landmarks=args.landmarks)
+    if args.manifest:
+        from . import io
+
+        io.write_table(synthetic.manifest_rows(args.patients, args.out, args.manifest.parent), args.manifest)
+
+
+def _validate(args) -> None:
+    from . import manifest
+
+    m = manifest.validate_contents(manifest.load_manifest(args.manifest))
+    print(f"{args.manifest}: {len(m.patients)} patient(s), {len(m.table)} file(s), all checks passed")
+    for w in m.warnings:
+        print(f"warning: {w}")
+
+
+def _brats(args) -> None:
+    from . import brats
+
+    df = brats.make_manifest(args.folder, args.out, annotator=args.annotator)
+    print(f"wrote {args.out}/cohort.tsv: {df['patient'].nunique()} case(s), {len(df)} row(s)")
+
+
+def main(argv=None) -> int:
+    from pathlib import Path
+
+    parser = argparse.ArgumentParser(prog="landmarkflow", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="generate synthetic demo patients from the MNI152 template")
+    p.add_argument("patients", nargs="+", help="patient identifiers, e.g. demo01 demo02")
+    p.add_argument("--out", type=Path, default=Path("resources/demo"))
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--landmarks", type=int, default=3, help="landmarks per patient")
+    p.add_argument("--manifest", type=Path, help="also write a manifest for these patients here")
+    p.set_defaults(func=_demo)
+
+    p = sub.add_parser("validate", help="check a cohort manifest and every file it names")
+    p.add_argument("manifest", type=Path)
+    p.set_defaults(func=_validate)
+
+    p = sub.add_parser("brats-manifest", help="turn a BraTS-Reg folder into a manifest (landmarks converted to RAS)")
+    p.add_argument("folder", type=Path, help="a BraTSReg_xxx folder or a folder of them")
+    p.add_argument("--out", type=Path, required=True, help="folder for cohort.tsv and the converted landmark files")
+    p.add_argument("--annotator", default="expert", help="name given to the landmark files (default: expert)")
+    p.set_defaults(func=_brats)
+
+    args = parser.parse_args(argv)
+    setup_cli(args.verbose)
+    try:
+        args.func(args)
+    except InputError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,292 @@
+"""Reading and writing images and landmark files.
+
+Images are read with SimpleITK (NIfTI, NRRD, MHA, ...) into an :class:`Image`:
+a voxel array indexed ``[i, j, k]`` plus its RAS affine (see :mod:`.spatial`).
+Every writer here is atomic: it writes a temporary file next to the target and
+renames it, so an interrupted job never leaves a half-written output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import spatial
+
+LANDMARK_COLUMNS = ["landmark", "x", "y", "z"]
+BRATS_COLUMNS = ["Landmark", "X", "Y", "Z"]
+
+
+class InputError(ValueError):
+    """Bad user input: a message that names the file, row or value and what was expected."""
+
+
+# ----------------------------------------------------------------------------- atomic writes
+@contextlib.contextmanager
+def atomic_path(path, suffix: str | None = None):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # keep the full suffix (".nii.gz") so writers that look at the extension still work
+    suffix = suffix if suffix is not None else "".join(path.suffixes)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def write_table(df: pd.DataFrame, path, sep: str = "\t", float_format: str | None = None) -> None:
+    """Write a table atomically (TSV by default)."""
+    with atomic_path(path) as tmp:
+        df.to_csv(tmp, sep=sep, index=False, float_format=float_format)
+
+
+# ----------------------------------------------------------------------------- images
+@dataclass
+class Image:
+    """A 3D scalar image: ``data[i, j, k]`` and the voxel-to-RAS ``affine``."""
+
+    data: np.ndarray
+    affine: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.data.shape[:3])
+
+    @property
+    def spacing(self) -> np.ndarray:
+        return spatial.spacing_of(self.affine)
+
+    @property
+    def origin(self) -> np.ndarray:
+        """RAS world position of voxel (0, 0, 0)."""
+        return self.affine[:3, 3].copy()
+
+    @property
+    def direction(self) -> np.ndarray:
+        """Unit voxel axes in RAS, as columns."""
+        return self.affine[:3, :3] / self.spacing
+
+    def __repr__(self) -> str:
+        sp = ", ".join(f"{s:.3g}" for s in self.spacing)
+        org = ", ".join(f"{o:.1f}" for o in self.origin)
+        return f"Image(shape={self.shape}, spacing=({sp}) mm, origin RAS=({org}) mm, dtype={self.data.dtype})"
+
+    def same_grid(self, other: Image, atol: float = 1e-3) -> bool:
+        return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
+
+
+def read_header(path) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and RAS affine of an image file, without reading its voxels."""
+    import SimpleITK as sitk
+
+    path = _existing(path, "image")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise InputError(f"{path}: not a readable image ({_first_line(err)})") from None
+    size = reader.GetSize()
+    if len(size) != 3 and not (len(size) == 4 and size[3] == 1):
+        raise InputError(f"{path}: expected a 3D image, got size {size}")
+    affine = spatial.affine_from_itk(reader.GetSpacing()[:3], reader.GetOrigin()[:3], _dir3(reader.GetDirection(), len(size)))
+    return tuple(int(s) for s in size[:3]), affine
+
+
+def read_image(path, dtype=np.float32) -> Image:
+    """Read a 3D scalar image (NIfTI, NRRD, ...) into an :class:`Image`."""
+    import SimpleITK as sitk
+
+    path = _existing(path, "image")
+    try:
+        img = sitk.ReadImage(str(path))
+    except RuntimeError as err:
+        raise InputError(f"{path}: not a readable image ({_first_line(err)})") from None
+    if img.GetNumberOfComponentsPerPixel() != 1:
+        raise InputError(f"{path}: expected a scalar image, got {img.GetNumberOfComponentsPerPixel()} components per voxel")
+    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+        img = img[:, :, :, 0]
+    if img.GetDimension() != 3:
+        raise InputError(f"{path}: expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
+    data = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+    if dtype is not None:
+        data = data.astype(dtype, copy=False)
+    affine = spatial.affine_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+    return Image(np.ascontiguousarray(data), affine)
+
+
+def to_sitk(image: Image):
+    """A SimpleITK image with the same voxels and geometry."""
+    import SimpleITK as sitk
+
+    out = sitk.GetImageFromArray(np.ascontiguousarray(np.asarray(image.data).transpose(2, 1, 0)))
+    spacing, origin, direction = spatial.itk_from_affine(image.affine)
+    out.SetSpacing(tuple(float(s) for s in spacing))
+    out.SetOrigin(tuple(float(o) for o in origin))
+    out.SetDirection(tuple(float(d) for d in direction.ravel()))
+    return out
+
+
+def write_image(image: Image, path, dtype=None) -> None:
+    """Write an :class:`Image` atomically; the format follows the extension (.nii.gz, .nrrd, ...)."""
+    import SimpleITK as sitk
+
+    data = np.asarray(image.data)
+    if dtype is not None:
+        data = data.astype(dtype)
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(to_sitk(Image(data, image.affine)), str(tmp), useCompression=True)
+
+
+# ----------------------------------------------------------------------------- landmarks
+def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
+    """Read a landmark CSV (``landmark,x,y,z``, world RAS mm).
+
+    Returns a DataFrame with a string ``landmark`` column and float ``x, y, z``
+    (extra columns are kept as they are). Raises :class:`InputError` naming the
+    file and the row for a wrong header, an empty file, a duplicated
+    identifier or a value that is not a finite number. With ``image_shape`` and
+    ``image_affine``, points outside that image are an error too.
+    """
+    path = _existing(path, "landmark file")
+    header = _csv_header(path)
+    if [h.lower() for h in header[:4]] == [c.lower() for c in BRATS_COLUMNS] and header[:4] != LANDMARK_COLUMNS:
+        raise InputError(
+            f"{path}: header {','.join(header)} looks like a BraTS-Reg file (LPS, 'Landmark,X,Y,Z'); "
+            f"expected 'landmark,x,y,z' in RAS mm. Convert it with `landmarkflow brats-manifest` "
+            f"or landmarkflow.io.read_brats_landmarks"
+        )
+    missing = [c for c in LANDMARK_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: header {','.join(header) or '(empty)'} lacks column(s) {', '.join(missing)}; expected 'landmark,x,y,z'")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return _check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
+
+
+def write_landmarks(df: pd.DataFrame, path, float_format: str = "%.4f") -> None:
+    """Write ``landmark,x,y,z`` (+ any extra columns of ``df``) atomically."""
+    missing = [c for c in LANDMARK_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"landmark table lacks column(s) {missing}")
+    cols = LANDMARK_COLUMNS + [c for c in df.columns if c not in LANDMARK_COLUMNS]
+    out = df[cols].copy()
+    out["landmark"] = out["landmark"].astype(str)
+    write_table(out, path, sep=",", float_format=float_format)
+
+
+def landmarks_frame(ids, xyz, **extra) -> pd.DataFrame:
+    """Build a landmark table from identifiers and an (n, 3) array of RAS mm."""
+    xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
+    df = pd.DataFrame({"landmark": [str(i) for i in ids], "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    for key, val in extra.items():
+        df[key] = val
+    return df
+
+
+def points_of(df: pd.DataFrame) -> np.ndarray:
+    """The (n, 3) array of ``x, y, z`` of a landmark table."""
+    return df[["x", "y", "z"]].to_numpy(dtype=float)
+
+
+# BraTS-Reg: "Landmark,X,Y,Z" in ITK physical (LPS) mm; on their 240x240x155 grid
+# (origin (0, -239, 0), identity direction) the voxel index is (X, Y + 239, Z).
+def read_brats_landmarks(path) -> pd.DataFrame:
+    """Read a BraTS-Reg landmark file (LPS) into the project's RAS landmark table."""
+    path = _existing(path, "landmark file")
+    header = _csv_header(path)
+    if [h.strip().lower() for h in header[:4]] != [c.lower() for c in BRATS_COLUMNS]:
+        raise InputError(f"{path}: header {','.join(header) or '(empty)'} is not a BraTS-Reg landmark header 'Landmark,X,Y,Z'")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.columns = [c.strip() for c in df.columns]
+    df = df.rename(columns={h: c for h, c in zip(df.columns[:4], LANDMARK_COLUMNS)})
+    df = _check_points(df, path, LANDMARK_COLUMNS)
+    df[["x", "y", "z"]] = spatial.lps_to_ras(points_of(df))
+    return df
+
+
+def write_brats_landmarks(df: pd.DataFrame, path, float_format: str = "%.4f") -> None:
+    """Write a RAS landmark table as a BraTS-Reg file (``Landmark,X,Y,Z``, LPS)."""
+    lps = spatial.ras_to_lps(points_of(df))
+    out = pd.DataFrame({"Landmark": df["landmark"].astype(str), "X": lps[:, 0], "Y": lps[:, 1], "Z": lps[:, 2]})
+    write_table(out, path, sep=",", float_format=float_format)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _existing(path, what: str) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: {what} not found")
+    if not path.is_file():
+        raise InputError(f"{path}: {what} is not a file")
+    if not os.access(path, os.R_OK):
+        raise InputError(f"{path}: {what} is not readable (permissions)")
+    return path
+
+
+def _first_line(err: Exception) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    return lines[-1] if lines else type(err).__name__
+
+
+def _dir3(direction, dim: int) -> np.ndarray:
+    d = np.asarray(direction, dtype=float).reshape(dim, dim)
+    return d[:3, :3]
+
+
+def _csv_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            row = next(csv.reader(fh), [])
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text CSV file") from None
+    return [h.strip() for h in row]
+
+
+def _check_points(df: pd.DataFrame, path, cols, image_shape=None, image_affine=None) -> pd.DataFrame:
+    df.columns = [c.strip() for c in df.columns]
+    if len(df) == 0:
+        raise InputError(f"{path}: no landmarks (the file has a header and no rows)")
+    df["landmark"] = df["landmark"].astype(str).str.strip()
+    for idx, row in df.iterrows():
+        line = idx + 2  # 1-based, after the header
+        if row["landmark"] == "":
+            raise InputError(f"{path}, line {line}: empty landmark identifier")
+        for c in cols[1:]:
+            raw = str(row[c]).strip()
+            try:
+                val = float(raw)
+            except ValueError:
+                raise InputError(f"{path}, line {line}: {c}={raw!r} is not a number (landmark {row['landmark']})") from None
+            if not np.isfinite(val):
+                raise InputError(f"{path}, line {line}: {c}={raw!r} is not a finite number (landmark {row['landmark']})")
+    dup = df["landmark"][df["landmark"].duplicated()]
+    if len(dup):
+        lines = [int(i) + 2 for i in df.index[df["landmark"] == dup.iloc[0]]]
+        raise InputError(f"{path}: landmark {dup.iloc[0]!r} appears more than once (lines {lines})")
+    for c in cols[1:]:
+        df[c] = df[c].astype(float)
+    if image_shape is not None and image_affine is not None:
+        inside = spatial.inside_image(points_of(df), image_affine, image_shape)
+        if not inside.all():
+            bad = df[~inside].iloc[0]
+            raise InputError(
+                f"{path}: landmark {bad['landmark']} at RAS ({bad['x']:.1f}, {bad['y']:.1f}, {bad['z']:.1f}) mm lies outside "
+                f"its image (shape {tuple(image_shape)}); are the coordinates voxel indices or LPS instead of RAS mm?"
+            )
+    return df.reset_index(drop=True)

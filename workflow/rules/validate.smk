@@ -1,0 +1,16 @@
+# Open every file of the manifest and check it before any heavy job starts.
+
+
+rule validate_cohort:
+    input:
+        manifest=config["cohort"],
+        files=MANIFEST.files(),
+    output:
+        table="results/cohort/manifest.tsv",
+        warnings="results/cohort/warnings.tsv",
+    log:
+        "results/logs/validate_cohort/validate_cohort.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../../scripts/validate_cohort.py"
