@@ -110,25 +110,55 @@ def read_header(path) -> tuple[tuple[int, int, int], np.ndarray]:
 
 
 def read_image(path, dtype=np.float32) -> Image:
-    """Read a 3D scalar image (NIfTI, NRRD, ...) into an :class:`Image`."""
+    """Read a 3D scalar image (NIfTI, NRRD, ...) into an :class:`Image`.
+
+    NIfTI voxels are read with nibabel, because ITK's NIfTI reader turns NaN
+    into 0 and would hide bad input; the geometry is ITK's (what ANTs uses),
+    checked against nibabel's so that a file whose qform and sform disagree is
+    an error rather than two different spaces.
+    """
     import SimpleITK as sitk
 
     path = _existing(path, "image")
-    try:
-        img = sitk.ReadImage(str(path))
-    except RuntimeError as err:
-        raise InputError(f"{path}: not a readable image ({_first_line(err)})") from None
-    if img.GetNumberOfComponentsPerPixel() != 1:
-        raise InputError(f"{path}: expected a scalar image, got {img.GetNumberOfComponentsPerPixel()} components per voxel")
-    if img.GetDimension() == 4 and img.GetSize()[3] == 1:
-        img = img[:, :, :, 0]
-    if img.GetDimension() != 3:
-        raise InputError(f"{path}: expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
-    data = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+    if _is_nifti(path):
+        import nibabel as nib
+
+        shape, affine = read_header(path)
+        try:
+            nii = nib.load(str(path))
+            data = np.asanyarray(nii.dataobj)
+        except Exception as err:  # nibabel raises several types for corrupt files
+            raise InputError(f"{path}: not a readable NIfTI image ({_first_line(err)})") from None
+        if data.ndim == 4 and data.shape[3] == 1:
+            data = data[..., 0]
+        if data.ndim != 3:
+            raise InputError(f"{path}: expected a 3D scalar image, got an array of shape {data.shape}")
+        if not np.allclose(nii.affine, affine, atol=1e-3):
+            raise InputError(
+                f"{path}: the NIfTI qform and sform disagree (nibabel and ITK read different geometries); "
+                f"rewrite the header with one consistent affine"
+            )
+    else:
+        try:
+            img = sitk.ReadImage(str(path))
+        except RuntimeError as err:
+            raise InputError(f"{path}: not a readable image ({_first_line(err)})") from None
+        if img.GetNumberOfComponentsPerPixel() != 1:
+            raise InputError(f"{path}: expected a scalar image, got {img.GetNumberOfComponentsPerPixel()} components per voxel")
+        if img.GetDimension() == 4 and img.GetSize()[3] == 1:
+            img = img[:, :, :, 0]
+        if img.GetDimension() != 3:
+            raise InputError(f"{path}: expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
+        data = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
+        affine = spatial.affine_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
     if dtype is not None:
         data = data.astype(dtype, copy=False)
-    affine = spatial.affine_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
     return Image(np.ascontiguousarray(data), affine)
+
+
+def _is_nifti(path) -> bool:
+    name = str(path).lower()
+    return name.endswith(".nii") or name.endswith(".nii.gz")
 
 
 def to_sitk(image: Image):
@@ -210,7 +240,7 @@ def read_brats_landmarks(path) -> pd.DataFrame:
     """Read a BraTS-Reg landmark file (LPS) into the project's RAS landmark table."""
     path = _existing(path, "landmark file")
     header = _csv_header(path)
-    if [h.strip().lower() for h in header[:4]] != [c.lower() for c in BRATS_COLUMNS]:
+    if header[:4] != BRATS_COLUMNS:  # exact: the lower-case header is the project's RAS format
         raise InputError(f"{path}: header {','.join(header) or '(empty)'} is not a BraTS-Reg landmark header 'Landmark,X,Y,Z'")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     df.columns = [c.strip() for c in df.columns]

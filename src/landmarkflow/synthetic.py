@@ -286,7 +286,13 @@ def make_patient(patient: str, outdir, seed: int, n_landmarks: int = 3) -> dict:
     cavity_hr = (f_post < 1) & post_brain_hr
 
     # --- landmarks on the noise-free high-resolution post-op T1ce
-    lm_q = _choose_landmarks(rng, post_t1ce_hr, post_brain_hr, cavity_hr, a_hr, n_landmarks)
+    def clear_of_tumour(pts):
+        """Pre-op points on tissue outside the tumour (f > 1.1), well inside the pre-op image."""
+        f = _sample(f_pre, a_pre, pts, order=1, cval=0.0)
+        return (f > 1.1) & spatial.inside_image(pts, a_pre, shape, margin_vox=10)
+
+    accept = lambda q: clear_of_tumour(truth.post_to_pre(q))  # noqa: E731
+    lm_q = _choose_landmarks(rng, post_t1ce_hr, post_brain_hr, cavity_hr, a_hr, n_landmarks, accept)
     lm_p = truth.post_to_pre(lm_q)
     ids = [str(i + 1) for i in range(len(lm_q))]
 
@@ -311,6 +317,11 @@ def make_patient(patient: str, outdir, seed: int, n_landmarks: int = 3) -> dict:
     io.write_landmarks(io.landmarks_frame(ids, lm_q), paths["post_landmarks_expert"])
     io.write_landmarks(io.landmarks_frame(ids, lm_p), paths["pre_landmarks_expert"])
     rater2 = lm_p + rng.normal(0, 1.2, lm_p.shape)
+    for _ in range(100):  # a rater does not click inside the tumour
+        bad = ~clear_of_tumour(rater2)
+        if not bad.any():
+            break
+        rater2[bad] = lm_p[bad] + rng.normal(0, 1.2, (bad.sum(), 3))
     io.write_landmarks(io.landmarks_frame(ids, rater2), paths["pre_landmarks_expert2"])
     truth.save(paths["truth"])
     log.info(
@@ -343,7 +354,7 @@ def _acquire(rng, img, brain, gamma, bias, noise, smooth, slice_mm) -> np.ndarra
     return np.round(1000 * out).astype(np.int16)
 
 
-def _choose_landmarks(rng, img, brain, cavity, affine, n, max_dist=40.0, min_dist=2.0, min_sep=15.0):
+def _choose_landmarks(rng, img, brain, cavity, affine, n, accept, max_dist=40.0, min_dist=2.0, min_sep=15.0):
     """Salient points (3D corners: large smallest eigenvalue of the structure tensor) near the cavity."""
     dist = ndimage.distance_transform_edt(~cavity, sampling=spatial.spacing_of(affine))
     depth = ndimage.distance_transform_edt(brain)
@@ -360,7 +371,8 @@ def _choose_landmarks(rng, img, brain, cavity, affine, n, max_dist=40.0, min_dis
     score[tuple(idx.T)] = lam
     peaks = (ndimage.maximum_filter(score, size=7) == score) & region & (score > 0)
     pk = np.argwhere(peaks)
-    pk = pk[np.argsort(-score[tuple(pk.T)])][:150]
+    pk = pk[np.argsort(-score[tuple(pk.T)])][:300]
+    pk = pk[accept(spatial.voxel_to_world(pk, affine))][:150]
     chosen: list[np.ndarray] = []
     order = rng.permutation(len(pk))
     # favour the most salient half but keep variety: random order within the top candidates
