@@ -11,9 +11,13 @@ configfile: "config/config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/validate.smk"
+include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/agent.smk"
 
 
 rule all:
     input:
         "results/cohort/manifest.tsv",
+        expand("results/{patient}/landmarks/identity.csv", patient=PATIENTS),
+        agent_landmarks,
     default_target: True

@@ -9,7 +9,7 @@ from snakemake.utils import validate
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # the library, also when it is not installed
 
 from landmarkflow import manifest as mf
-from landmarkflow.io import InputError
+from landmarkflow.io import InputError, read_landmarks
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -19,6 +19,8 @@ DEMO_DIR = "resources/demo"
 
 wildcard_constraints:
     patient=r"[A-Za-z0-9_-]+",
+    landmark=r"[A-Za-z0-9_-]+",
+    variant=r"baseline|guided",
 
 
 def is_activated(key):
@@ -41,3 +43,36 @@ validate(MANIFEST.table, schema="../schemas/manifest.schema.yaml")
 
 PATIENTS = MANIFEST.patients
 
+
+
+def patient_files(wildcards):
+    """Every file the manifest names for one patient."""
+    return list(MANIFEST.rows(wildcards.patient)["path"])
+
+
+def landmark_ids(patient):
+    """Landmark identifiers of a patient's post-op file (read once validate_cohort has run)."""
+    checkpoints.validate_cohort.get()
+    annotator = MANIFEST.annotators(patient, "post")[0]
+    return list(read_landmarks(MANIFEST.path(patient, "post", "landmarks", annotator))["landmark"])
+
+
+def agent_variants(patient):
+    """Both agent variants, or only the baseline when the patient has no resection mask."""
+    if MANIFEST.path(patient, "post", "mask", "resection") is None:
+        return ["baseline"]
+    return ["baseline", "guided"]
+
+
+def agent_models(wildcards):
+    return expand(
+        "results/{patient}/agents/{landmark}_{variant}.pt",
+        patient=wildcards.patient,
+        landmark=landmark_ids(wildcards.patient),
+        variant=wildcards.variant,
+    )
+
+
+def agent_landmarks(wildcards):
+    """Every agent_<variant>.csv of the cohort."""
+    return [f"results/{p}/landmarks/agent_{v}.csv" for p in PATIENTS for v in agent_variants(p)]

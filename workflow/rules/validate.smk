@@ -1,7 +1,7 @@
 # Open every file of the manifest and check it before any heavy job starts.
 
 
-rule validate_cohort:
+checkpoint validate_cohort:
     input:
         manifest=config["cohort"],
         files=MANIFEST.files(),

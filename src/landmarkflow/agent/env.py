@@ -1,0 +1,167 @@
+"""A batch of landmark-search environments stepped at once, as tensors.
+
+The volume (``C`` channels: co-registered modalities) stays on the device,
+padded so that every patch of every scale is inside it. An agent is a voxel
+position and a scale ``s`` (its step length and the spacing of its patch, in
+voxels); the state is its ``P^3`` patch, sampled with stride ``s`` around it,
+and the last ``history`` patches are stacked (frame history). Six actions move
+it by ``s`` voxels along +-x, +-y, +-z. Reward: the decrease in distance to the
+target (mm), clipped to [-1, 1]; with a guidance mask, -1 when the step lands
+inside the mask. Nothing loops over agents in Python.
+"""
+
+from __future__ import annotations
+
+import torch
+
+#: the six actions, in voxel units: +x, -x, +y, -y, +z, -z
+ACTIONS = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=torch.long)
+
+
+class PatchVolume:
+    """Volumes (K versions x C channels, X, Y, Z) on the device, with vectorised patch gathering at several scales.
+
+    ``volume`` is (X, Y, Z), (C, X, Y, Z) or (K, C, X, Y, Z); the K versions of
+    a training volume (augmented copies) share one grid.
+    """
+
+    def __init__(self, volume: torch.Tensor, patch: int = 15, max_scale: int = 3, spacing=(1.0, 1.0, 1.0)):
+        if volume.ndim == 3:
+            volume = volume[None]
+        if volume.ndim == 4:
+            volume = volume[None]
+        self.versions, self.channels = volume.shape[0], volume.shape[1]
+        volume = volume.reshape(self.versions * self.channels, *volume.shape[2:])
+        if patch % 2 != 1:
+            raise ValueError(f"patch size must be odd, got {patch}")
+        self.patch = patch
+        self.radius = patch // 2
+        self.pad = self.radius * max_scale + max_scale
+        self.shape = torch.tensor(volume.shape[1:], dtype=torch.long, device=volume.device)
+        self.device = volume.device
+        self.spacing = torch.as_tensor(spacing, dtype=torch.float32, device=volume.device)
+        padded = torch.nn.functional.pad(volume.float(), (self.pad,) * 6)
+        self.padded_shape = torch.tensor(padded.shape[1:], dtype=torch.long, device=volume.device)
+        self.flat = padded.reshape(-1).contiguous()  # one 1D array: version-major, then channel, then voxel
+        self._voxels = int(padded[0].numel())
+        self._chan = torch.arange(self.channels, device=volume.device) * self._voxels
+        r = torch.arange(-self.radius, self.radius + 1, device=volume.device)
+        grid = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1).reshape(-1, 3)
+        strides = torch.tensor([padded.shape[2] * padded.shape[3], padded.shape[3], 1], device=volume.device)
+        self._strides = strides
+        self._offsets = grid  # (P^3, 3)
+        # flat offsets of a patch at every stride 0..max_scale: a patch is one add and one gather
+        self._flat_offsets = torch.stack([(grid * s * strides).sum(-1) for s in range(max_scale + 1)])
+
+    def clamp(self, pos: torch.Tensor) -> torch.Tensor:
+        """Keep voxel positions inside the (unpadded) volume."""
+        return torch.minimum(torch.clamp(pos, min=0), self.shape - 1)
+
+    def patches(self, pos: torch.Tensor, scale: torch.Tensor, version: torch.Tensor | None = None) -> torch.Tensor:
+        """Patches (N, C, P, P, P) centred at integer voxel positions (N, 3), stride ``scale`` (N,),
+        from volume ``version`` (N,) (version 0 if None)."""
+        base = ((pos + self.pad) * self._strides).sum(-1)  # (N,)
+        if version is not None and self.versions > 1:
+            base = base + version * (self.channels * self._voxels)
+        p = self.patch
+        if self.channels == 1:
+            idx = base[:, None] + self._flat_offsets[scale]  # (N, P^3)
+        else:
+            idx = (base[:, None] + self._chan[None, :])[:, :, None] + self._flat_offsets[scale][:, None, :]
+        return torch.take(self.flat, idx).reshape(pos.shape[0], self.channels, p, p, p)
+
+
+class LandmarkEnv:
+    """``n`` agents searching for one target in one :class:`PatchVolume`.
+
+    Positions are integer voxel indices; the target is a (possibly
+    sub-voxel) voxel position. ``mask`` (bool, same grid) switches on
+    anatomical guidance: stepping into it gives reward -1.
+    """
+
+    def __init__(self, volume: PatchVolume, target, n: int, history: int = 4, mask: torch.Tensor | None = None,
+                 scales=(3, 2, 1), terminal_mm: float = 1.0, osc_window: int = 20):
+        self.vol = volume
+        self.device = volume.device
+        self.n = n
+        self.history = history
+        self.scales = torch.tensor(scales, dtype=torch.long, device=self.device)
+        self.target = torch.as_tensor(target, dtype=torch.float32, device=self.device).reshape(-1, 3).expand(n, 3).clone()
+        self.mask = None if mask is None else mask.to(self.device).bool().reshape(-1)
+        self._mask_strides = None if mask is None else torch.tensor([mask.shape[1] * mask.shape[2], mask.shape[2], 1], device=self.device)
+        self.terminal_mm = terminal_mm
+        self.osc_window = osc_window
+        self.actions = ACTIONS.to(self.device)
+        self.pos = torch.zeros(n, 3, dtype=torch.long, device=self.device)
+        self.version = torch.zeros(n, dtype=torch.long, device=self.device)  # which training volume each agent sees
+        self.level = torch.zeros(n, dtype=torch.long, device=self.device)  # index into scales
+        self.frames = None
+        self.trail = None
+
+    # -------------------------------------------------------------- geometry
+    @property
+    def scale(self) -> torch.Tensor:
+        return self.scales[self.level]
+
+    def distance_mm(self, pos: torch.Tensor) -> torch.Tensor:
+        return torch.linalg.norm((pos.float() - self.target) * self.vol.spacing, dim=-1)
+
+    def in_mask(self, pos: torch.Tensor) -> torch.Tensor:
+        if self.mask is None:
+            return torch.zeros(pos.shape[0], dtype=torch.bool, device=self.device)
+        return self.mask[(pos * self._mask_strides).sum(-1)]
+
+    # -------------------------------------------------------------- episode
+    def reset(self, pos: torch.Tensor, idx: torch.Tensor | None = None) -> None:
+        """(Re)start agents ``idx`` (all if None) at ``pos``, coarsest scale, with a fresh frame history."""
+        if idx is None:
+            idx = torch.arange(self.n, device=self.device)
+        pos = self.vol.clamp(pos.to(self.device).long())
+        self.pos[idx] = pos
+        self.level[idx] = 0
+        patch = self.vol.patches(pos, self.scales[self.level[idx]], self.version[idx])
+        if self.frames is None:
+            self.frames = patch.repeat(1, self.history, 1, 1, 1)
+            self.trail = pos[:, None, :].repeat(1, self.osc_window, 1)
+        else:
+            self.frames[idx] = patch.repeat(1, self.history, 1, 1, 1)
+            self.trail[idx] = pos[:, None, :].repeat(1, self.osc_window, 1)
+        self.trail[idx, :-1] = -(10**6)  # empty trail: no revisits yet
+
+    def state(self) -> torch.Tensor:
+        return self.frames
+
+    def step(self, action: torch.Tensor):
+        """Move every agent; return (reward, done, oscillating). Positions stay inside the volume."""
+        old_d = self.distance_mm(self.pos)
+        new = self.vol.clamp(self.pos + self.actions[action] * self.scale[:, None])
+        new_d = self.distance_mm(new)
+        reward = torch.clamp(old_d - new_d, -1.0, 1.0)
+        if self.mask is not None:
+            reward = torch.where(self.in_mask(new), torch.full_like(reward, -1.0), reward)
+        self.pos = new
+        self.trail = torch.cat([self.trail[:, 1:], new[:, None, :]], 1)
+        oscillating = (self.trail == new[:, None, :]).all(-1).sum(1) >= 3
+        patch = self.vol.patches(new, self.scale, self.version)
+        c = self.vol.channels
+        self.frames = torch.cat([self.frames[:, c:], patch], 1)
+        done = new_d <= self.terminal_mm
+        return reward, done, oscillating
+
+    def oscillation_centre(self, last: int = 4) -> torch.Tensor:
+        """Mean of the last ``last`` positions: where an oscillating agent is centred (float voxels)."""
+        return self.trail[:, -last:].float().mean(1)
+
+    def refine(self, which: torch.Tensor) -> torch.Tensor:
+        """Move oscillating agents ``which`` (bool) to the next finer scale, at the centre of their
+        oscillation; return those already at the finest scale (they are done)."""
+        finest = self.level >= len(self.scales) - 1
+        up = which & ~finest
+        if up.any():
+            self.level[up] += 1
+            idx = up.nonzero().squeeze(1)
+            self.pos[idx] = self.vol.clamp(torch.round(self.oscillation_centre()[idx]).long())
+            patch = self.vol.patches(self.pos[idx], self.scale[idx], self.version[idx])
+            self.frames[idx] = patch.repeat(1, self.history, 1, 1, 1)
+            self.trail[idx, :-1] = -(10**6)
+        return which & finest

@@ -1,0 +1,184 @@
+"""Agents on a preprocessed patient: train one landmark agent, redetect all landmarks of a variant.
+
+Everything happens in the preprocessing frame (the pre-op world, 1 mm RAS
+grid): the post-op image and landmarks there are rigidly aligned to the
+pre-op scan, and a voxel of that grid maps to original pre-op world
+coordinates through the grid's affine, so the CSV written here needs no
+back-transform.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import io, spatial
+from ..io import InputError
+from .detect import redetect, start_points
+from .network import DuelingQNet
+from .train import AgentConfig, Trainer, augmented_versions, pick_device, seed_for
+
+log = logging.getLogger(__name__)
+
+VARIANTS = ("baseline", "guided")
+
+
+def _info(preproc_dir) -> dict:
+    p = Path(preproc_dir) / "preproc.json"
+    if not p.exists():
+        raise InputError(f"{p}: not found; run the preprocessing first")
+    return json.loads(p.read_text())
+
+
+def _modalities(info: dict, cfg: AgentConfig) -> list[str]:
+    mods = list(cfg.modalities) or [info["reference_modality"]]
+    unknown = [m for m in mods if m not in info["modalities"]]
+    if unknown:
+        raise InputError(f"agent.modalities {unknown} not among the patient's modalities {info['modalities']}")
+    return mods
+
+
+def _stack(preproc_dir, timepoint: str, mods) -> tuple[np.ndarray, np.ndarray]:
+    imgs = [io.read_image(Path(preproc_dir) / f"{timepoint}_{m}.nii.gz") for m in mods]
+    return np.stack([i.data for i in imgs]), imgs[0].affine
+
+
+def _mask(preproc_dir, name) -> np.ndarray | None:
+    p = Path(preproc_dir) / f"{name}.nii.gz"
+    return io.read_image(p, dtype=None).data > 0 if p.exists() else None
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
+def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, seed: int, out_model, out_log,
+                   device: str = "auto", threads: int | None = None) -> dict:
+    """Train the agent of one landmark on the post-op scan; write the model (.pt) and its training log (.tsv).
+
+    An interrupted training resumes from ``<out_model>.resume`` (written every
+    200 updates, removed at the end).
+    """
+    if variant not in VARIANTS:
+        raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
+    _set_threads(threads)
+    dev = pick_device(device)
+    info = _info(preproc_dir)
+    patient = info["patient"]
+    mods = _modalities(info, cfg)
+    post, affine = _stack(preproc_dir, "post", mods)
+    lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+    row = lm[lm["landmark"] == str(landmark)]
+    if row.empty:
+        raise InputError(f"landmark {landmark!r} is not in the post-op landmarks of {patient} ({', '.join(lm['landmark'])})")
+    target = spatial.world_to_voxel(io.points_of(row)[0], affine)
+    cavity = _mask(preproc_dir, "post_resection")
+    if variant == "guided" and cavity is None:
+        raise InputError(f"{patient}: the guided agent needs a post-op resection mask, and the manifest has none")
+    s = seed_for(seed, patient, landmark, variant)
+    rng = np.random.default_rng(s)
+    versions = augmented_versions(post, _mask(preproc_dir, "post_brain"), cavity, cfg.versions, rng, cfg.fill_cavity)
+    t0 = time.time()
+    trainer = Trainer(versions, target, cfg, s, dev, mask=cavity if variant == "guided" else None,
+                      spacing=spatial.spacing_of(affine))
+    resume = Path(str(out_model) + ".resume")
+    if resume.exists():
+        log.info("resuming from %s", resume)
+        trainer.load_checkpoint(resume)
+    rows = trainer.train(checkpoint=resume)
+    seconds = time.time() - t0
+    state = {
+        "state_dict": trainer.net.state_dict(),
+        "config": cfg.to_dict(),
+        "patient": patient,
+        "landmark": str(landmark),
+        "variant": variant,
+        "modalities": mods,
+        "seed": s,
+        "target_world": io.points_of(row)[0].tolist(),
+        "in_channels": cfg.history * len(mods),
+        "train_seconds": seconds,
+        "device": str(dev),
+        "torch": torch.__version__,
+        "replay_mb": trainer.replay.nbytes() / 2**20,
+    }
+    with io.atomic_path(out_model, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+    io.write_table(pd.DataFrame(rows), out_log)
+    if resume.exists():
+        os.unlink(resume)
+    log.info("%s landmark %s (%s): %d updates in %.1f s on %s", patient, landmark, variant, cfg.updates, seconds, dev)
+    return state
+
+
+def load_model(path, device="cpu") -> tuple[DuelingQNet, dict]:
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = AgentConfig(**state["config"])
+    net = DuelingQNet(state["in_channels"], cfg.patch, cfg.width)
+    net.load_state_dict(state["state_dict"])
+    return net, state
+
+
+def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, out_ends, out_traj,
+                       device: str = "auto", threads: int | None = None) -> pd.DataFrame:
+    """Redetect every landmark of a variant in the pre-op scan from the fixed start points.
+
+    Writes ``landmark,x,y,z,spread_mm,fallback`` (pre-op world RAS mm), the end
+    point of every start (``out_ends``) and every trajectory (``out_traj``).
+    A centre farther than ``max_shift_mm`` from the start box centre (the
+    rigidly aligned post-op position) is implausible: the prediction falls
+    back to that position and ``fallback`` is 1.
+    """
+    _set_threads(threads)
+    dev = pick_device(device)
+    info = _info(preproc_dir)
+    start_lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+    tumour = _mask(preproc_dir, "pre_tumor")
+    rows, ends, trajs = [], [], []
+    for path in models:
+        net, state = load_model(path, dev)
+        cfg = AgentConfig(**state["config"])
+        if state["variant"] != variant:
+            raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
+        pre, affine = _stack(preproc_dir, "pre", state["modalities"])
+        spacing = spatial.spacing_of(affine)
+        lid = state["landmark"]
+        centre_world = io.points_of(start_lm[start_lm["landmark"] == lid])[0]
+        centre_vox = spatial.world_to_voxel(centre_world, affine)
+        starts = start_points(centre_vox, cfg.n_starts, cfg.box_mm, spacing, seed)
+        forbidden = tumour if (variant == "guided" and cfg.guide_test) else None
+        t0 = time.time()
+        det = redetect(net, pre, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, forbidden, spacing, dev)
+        seconds = time.time() - t0
+        pred = spatial.voxel_to_world(det.centre, affine)
+        fallback = bool(np.linalg.norm(pred - centre_world) > cfg.max_shift_mm)
+        if fallback:
+            log.warning("landmark %s (%s): prediction %.1f mm from the start centre; keeping the rigidly aligned position",
+                        lid, variant, np.linalg.norm(pred - centre_world))
+            pred = centre_world
+        rows.append({"landmark": lid, "x": pred[0], "y": pred[1], "z": pred[2], "spread_mm": float(det.spread_vox.mean()),
+                     "fallback": int(fallback), "seconds": round(seconds, 3)})
+        end_w = spatial.voxel_to_world(det.ends, affine)
+        start_w = spatial.voxel_to_world(starts.astype(float), affine)
+        for k in range(len(starts)):
+            ends.append({"landmark": lid, "start": k, "start_x": start_w[k, 0], "start_y": start_w[k, 1], "start_z": start_w[k, 2],
+                         "x": end_w[k, 0], "y": end_w[k, 1], "z": end_w[k, 2], "steps": int(det.steps[k])})
+        tw = spatial.voxel_to_world(det.trajectories.reshape(-1, 3).astype(float), affine).reshape(det.trajectories.shape)
+        for k in range(len(starts)):
+            last = int(det.steps[k])
+            for t in range(last + 1):
+                trajs.append((lid, k, t, *tw[t, k]))
+        log.info("landmark %s (%s): spread %.2f mm, %.2f s", lid, variant, det.spread_vox.mean(), seconds)
+    df = pd.DataFrame(rows)
+    io.write_landmarks(df, out_csv)
+    io.write_table(pd.DataFrame(ends), out_ends, float_format="%.3f")
+    io.write_table(pd.DataFrame(trajs, columns=["landmark", "start", "step", "x", "y", "z"]), out_traj, float_format="%.2f")
+    return df

@@ -1,0 +1,172 @@
+"""The agent: environment geometry, reward, guidance penalty, oscillation, replay, network, training."""
+
+import numpy as np
+import pytest
+import torch
+
+from landmarkflow.agent import detect
+from landmarkflow.agent.env import ACTIONS, LandmarkEnv, PatchVolume
+from landmarkflow.agent.network import DuelingQNet
+from landmarkflow.agent.replay import PositionReplay
+from landmarkflow.agent.train import AgentConfig, Trainer, augmented_versions
+
+
+def _coords_volume(shape=(40, 36, 30)):
+    """A volume whose value encodes the voxel index: v = i * 10000 + j * 100 + k."""
+    i, j, k = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    return torch.as_tensor((i * 10000 + j * 100 + k).astype(np.float32))
+
+
+def test_patch_at_known_point_and_scale():
+    vol = PatchVolume(_coords_volume(), patch=5, max_scale=3)
+    for scale in (1, 2, 3):
+        p = vol.patches(torch.tensor([[20, 18, 15]]), torch.tensor([scale]))
+        assert p.shape == (1, 1, 5, 5, 5)
+        assert p[0, 0, 2, 2, 2] == 20 * 10000 + 18 * 100 + 15  # centre
+        # corner (-2, -2, -2) * scale
+        assert p[0, 0, 0, 0, 0] == (20 - 2 * scale) * 10000 + (18 - 2 * scale) * 100 + (15 - 2 * scale)
+        # the first axis of the patch is the volume's first axis
+        assert p[0, 0, 4, 2, 2] - p[0, 0, 2, 2, 2] == 2 * scale * 10000
+
+
+def test_patch_outside_volume_is_zero_padded():
+    vol = PatchVolume(_coords_volume() + 1, patch=5, max_scale=3)
+    p = vol.patches(torch.tensor([[0, 0, 0]]), torch.tensor([3]))
+    assert p[0, 0, 0, 0, 0] == 0 and p[0, 0, 2, 2, 2] == 1
+
+
+def test_versions_and_channels_are_gathered_per_agent():
+    base = _coords_volume((20, 20, 20))
+    vols = torch.stack([torch.stack([base, -base]), torch.stack([base + 0.5, -base - 0.5])])  # (K=2, C=2, ...)
+    vol = PatchVolume(vols, patch=3, max_scale=1)
+    p = vol.patches(torch.tensor([[5, 6, 7], [5, 6, 7]]), torch.tensor([1, 1]), torch.tensor([0, 1]))
+    assert p.shape == (2, 2, 3, 3, 3)
+    c = 5 * 10000 + 6 * 100 + 7
+    assert p[0, :, 1, 1, 1].tolist() == [c, -c] and p[1, :, 1, 1, 1].tolist() == [c + 0.5, -c - 0.5]
+
+
+@pytest.mark.parametrize("scale_level, step", [(0, 3), (1, 2), (2, 1)])
+def test_actions_move_by_the_scale(scale_level, step):
+    vol = PatchVolume(_coords_volume(), patch=5, max_scale=3)
+    env = LandmarkEnv(vol, [30, 30, 20], n=6, history=4, scales=(3, 2, 1))
+    start = torch.tensor([[20, 18, 15]] * 6)
+    env.reset(start)
+    env.level[:] = scale_level
+    env.step(torch.arange(6))
+    np.testing.assert_array_equal((env.pos - start).numpy(), (ACTIONS * step).numpy())
+    # the newest frame is the patch at the new position
+    assert torch.equal(env.state()[:, -1:], vol.patches(env.pos, env.scale))
+
+
+def test_reward_is_distance_decrease_clipped():
+    vol = PatchVolume(_coords_volume(), patch=5, max_scale=3)
+    env = LandmarkEnv(vol, [25.0, 18, 15], n=2, scales=(3, 2, 1))
+    env.reset(torch.tensor([[20, 18, 15], [20, 18, 15]]))
+    env.level[:] = 2  # one voxel per step
+    reward, done, _ = env.step(torch.tensor([0, 1]))  # +x toward the target, -x away
+    assert reward.tolist() == pytest.approx([1.0, -1.0])
+    env.reset(torch.tensor([[20, 18, 15], [20, 18, 15]]))
+    reward, _, _ = env.step(torch.tensor([2, 0]))  # scale 3: +y is sideways, +x is 3 mm closer, clipped to 1
+    assert reward[0] < 0 and reward[1] == 1.0
+    env.reset(torch.tensor([[24, 18, 15], [20, 18, 15]]))
+    env.level[:] = 2
+    _, done, _ = env.step(torch.tensor([0, 0]))
+    assert done.tolist() == [True, False]
+
+
+def test_guidance_penalty_fires_inside_the_mask():
+    shape = (40, 36, 30)
+    mask = torch.zeros(shape, dtype=torch.bool)
+    mask[21:24, 16:21, 13:18] = True
+    vol = PatchVolume(_coords_volume(shape), patch=5, max_scale=3)
+    env = LandmarkEnv(vol, [30.0, 18, 15], n=2, mask=mask, scales=(1,))
+    env.reset(torch.tensor([[20, 18, 15], [20, 10, 15]]))
+    reward, _, _ = env.step(torch.tensor([0, 0]))  # both step +x toward the target; only the first lands in the mask
+    assert reward[0] == -1.0 and 0 < reward[1] < 1  # the second gets the ordinary (positive) distance reward
+
+
+def test_oscillation_detector_and_refinement():
+    vol = PatchVolume(_coords_volume(), patch=5, max_scale=3)
+    env = LandmarkEnv(vol, [30.0, 30, 20], n=2, scales=(3, 1))
+    env.reset(torch.tensor([[20, 18, 15], [20, 18, 15]]))
+    flags = []
+    for t in range(4):  # agent 0 goes back and forth, agent 1 goes straight
+        _, _, osc = env.step(torch.tensor([t % 2, 0]))
+        flags.append(osc.tolist())
+    assert [f[0] for f in flags] == [False, False, False, True]
+    assert not any(f[1] for f in flags)
+    finished = env.refine(torch.tensor([True, False]))
+    assert env.scale.tolist() == [1, 3] and finished.tolist() == [False, False]
+    assert env.refine(torch.tensor([True, False])).tolist() == [True, False]  # already at the finest scale
+
+
+def test_replay_is_compact():
+    gen = torch.Generator().manual_seed(0)
+    rep = PositionReplay(100_000, 4, "cpu", gen)
+    assert rep.nbytes() < 100_000 * 64  # about 6 MB for 100k transitions
+    rep.add(torch.ones(8, 5, 3), torch.ones(8, 5), torch.zeros(8, dtype=torch.long), torch.ones(8), torch.zeros(8, dtype=torch.bool), torch.zeros(8))
+    pos, *_ = rep.sample(4)
+    assert pos.shape == (4, 5, 3) and rep.size == 8
+
+
+def test_dueling_network_shapes():
+    net = DuelingQNet(4, 15, 32)
+    assert net(torch.zeros(3, 4, 15, 15, 15)).shape == (3, 6)
+    assert 50_000 < sum(p.numel() for p in net.parameters()) < 500_000
+
+
+def test_start_points_are_fixed_and_inside_the_box():
+    a = detect.start_points([50, 50, 50], 20, 50.0, (1, 1, 1), seed=3)
+    b = detect.start_points([50, 50, 50], 20, 50.0, (1, 1, 1), seed=3)
+    assert np.array_equal(a, b) and a.shape == (20, 3)
+    assert np.all(np.abs(a - 50) <= 25)
+
+
+def _blob_volume(shape=(48, 48, 48), target=(27, 22, 25), seed=0):
+    """Smooth background texture and a bright blob that marks the target."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    vol = ndimage.gaussian_filter(rng.standard_normal(shape), 3).astype(np.float32)
+    vol = (vol - vol.min()) / (vol.max() - vol.min()) * 0.5
+    g = np.indices(shape).transpose(1, 2, 3, 0) - np.asarray(target)
+    vol += np.exp(-(g**2).sum(-1) / (2 * 2.0**2)).astype(np.float32)
+    return vol
+
+
+@pytest.mark.slow
+def test_training_finds_a_bright_blob_from_every_start():
+    target = np.array([27, 22, 25])
+    vol = _blob_volume(target=target)
+    cfg = AgentConfig(patch=13, box_mm=24, updates=800, n_envs=16, batch=32, warmup=300, versions=1, max_episode_steps=40, scales=[2, 1])
+    trainer = Trainer(vol[None, None], target, cfg, seed=0)
+    rows = trainer.train(log_every=100)
+    assert rows[-1]["success_rate"] > rows[0]["success_rate"] or rows[-1]["success_rate"] > 0.8
+    starts = detect.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
+    det = detect.redetect(trainer.net, vol[None], starts, cfg.patch, cfg.history, cfg.scales, 100)
+    err = np.linalg.norm(det.ends - target, axis=1)
+    assert np.all(err <= 2.0), err
+
+
+def test_same_seed_same_training_on_cpu():
+    vol = _blob_volume(shape=(32, 32, 32), target=(16, 15, 17))
+    cfg = AgentConfig(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1])
+    versions = augmented_versions(vol, vol > 0.3, vol > 0.9, 2, np.random.default_rng(0))
+    runs = []
+    for _ in range(2):
+        t = Trainer(versions, [16, 15, 17], cfg, seed=5)
+        t.train(log_every=10)
+        runs.append(torch.cat([p.flatten() for p in t.net.parameters()]))
+    assert torch.equal(runs[0], runs[1])
+
+
+def test_augmented_versions_fill_the_cavity():
+    rng = np.random.default_rng(0)
+    img = np.ones((20, 20, 20), np.float32)
+    cavity = np.zeros_like(img, bool)
+    cavity[8:12, 8:12, 8:12] = True
+    img[cavity] = 0.05
+    v = augmented_versions(img, img > 0.5, cavity, 3, rng)
+    assert v.shape == (3, 1, 20, 20, 20)
+    assert np.array_equal(v[0, 0], img)
+    assert v[1, 0][cavity].mean() > 0.3  # tissue-like, not CSF-dark
