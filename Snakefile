@@ -8,16 +8,21 @@ min_version("9.0")
 configfile: "config/config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/agent.smk"
+include: "workflow/rules/baseline.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
-        "results/cohort/manifest.tsv",
-        expand("results/{patient}/landmarks/identity.csv", patient=PATIENTS),
-        agent_landmarks,
+        "results/cohort/report.html",
+        "results/cohort/summary.tsv",
     default_target: True

@@ -78,3 +78,16 @@ def small_cohort(tmp_path):
 def copy_tree(src, dst):
     shutil.copytree(src, dst)
     return dst
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole workflow on one demo patient with a tiny agent budget: a real Snakemake run (shared by tests)."""
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests" / "workflow"))
+    from workflow_helpers import TINY, run, workdir
+
+    wd = workdir(tmp_path_factory.mktemp("run"), ["tiny01"], overrides=TINY)
+    run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2"])
+    return wd

@@ -149,3 +149,155 @@ def n4(image: io.Image, mask: io.Image | None = None, shrink: int = 4) -> io.Ima
     m = to_ants(io.Image((mask.data > 0).astype(np.float32), mask.affine)) if mask is not None else None
     out = ants.n4_bias_field_correction(img, mask=m, shrink_factor=shrink, convergence={"iters": [50, 50, 30], "tol": 1e-6})
     return from_ants(out)
+
+
+# ----------------------------------------------------------------------------- the ANTs baseline
+PRESETS = {
+    # close to antsRegistrationSyN.sh -t s (quality) and antsRegistrationSyNQuick.sh (quick)
+    "quality": {"aff_iterations": (1000, 500, 250, 100), "aff_shrink_factors": (8, 4, 2, 1), "aff_smoothing_sigmas": (3, 2, 1, 0),
+                "reg_iterations": (100, 70, 50, 20), "syn_sampling": 32, "flow_sigma": 3, "total_sigma": 0},
+    "quick": {"aff_iterations": (500, 250, 50), "aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0),
+              "reg_iterations": (40, 20, 0), "syn_sampling": 32, "flow_sigma": 3, "total_sigma": 0},
+}
+
+
+def map_points(points_ras, transforms, whichtoinvert=None) -> np.ndarray:
+    """Map RAS points through ANTs transform files (the ``apply_transforms_to_points`` convention:
+    ``fwdtransforms`` of a registration map fixed-space points to the moving space)."""
+    import ants
+    import pandas as pd
+
+    df = pd.DataFrame(spatial.ras_to_lps(np.atleast_2d(points_ras)), columns=["x", "y", "z"])
+    out = ants.apply_transforms_to_points(3, df, [str(t) for t in transforms], whichtoinvert=whichtoinvert)
+    return spatial.lps_to_ras(out[["x", "y", "z"]].to_numpy())
+
+
+def ants_baseline(fixed: list[io.Image], moving: list[io.Image], points_moving, outdir, preset: str = "quick",
+                  fixed_mask: io.Image | None = None, moving_mask: io.Image | None = None, brain: io.Image | None = None) -> dict:
+    """Rigid, affine and SyN (masked and unmasked) registration of ``moving`` onto ``fixed``
+    (lists of co-registered modalities; the first drives, the others are extra metrics).
+
+    Returns ``{method: (n, 3) points in the fixed world}`` for ``points_moving``
+    (moving world), and writes to ``outdir`` the transforms, the SyN-warped
+    moving image, the Jacobian determinant of the SyN warp and
+    ``jacobian.tsv`` (share of non-positive determinants inside ``brain``).
+    """
+    import shutil
+    import tempfile
+    import time
+
+    import ants
+    import pandas as pd
+
+    if preset not in PRESETS:
+        raise ValueError(f"ants preset {preset!r}: expected one of {', '.join(PRESETS)}")
+    p = PRESETS[preset]
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    fx = [to_ants(i) for i in fixed]
+    mv = [to_ants(i) for i in moving]
+    extras = [["mattes", f, m, 1, 32] for f, m in zip(fx[1:], mv[1:])] or None
+    fm = to_ants(fixed_mask) if fixed_mask is not None else None
+    mm = to_ants(moving_mask) if moving_mask is not None else None
+    lin = dict(aff_metric="mattes", aff_sampling=32, aff_random_sampling_rate=0.25, aff_iterations=p["aff_iterations"],
+               aff_shrink_factors=p["aff_shrink_factors"], aff_smoothing_sigmas=p["aff_smoothing_sigmas"])
+    syn = dict(syn_metric="mattes", syn_sampling=p["syn_sampling"], reg_iterations=p["reg_iterations"],
+               flow_sigma=p["flow_sigma"], total_sigma=p["total_sigma"])
+    points = np.atleast_2d(points_moving)
+    result, timings, jac_rows = {}, {}, []
+    with tempfile.TemporaryDirectory(prefix="lmf_ants_") as tmp:
+        def keep(files, name):
+            kept = []
+            for f in files:
+                suffix = ".nii.gz" if f.endswith(".nii.gz") else Path(f).suffix
+                dest = outdir / f"{name}_{'warp' if 'Warp' in f and 'Inverse' not in f else 'inverse_warp' if 'Inverse' in f else 'affine'}{suffix}"
+                shutil.copyfile(f, dest)
+                kept.append(str(dest))
+            return kept
+
+        t0 = time.time()
+        rig = ants.registration(fx[0], mv[0], "Rigid", outprefix=f"{tmp}/rigid_", **lin)
+        timings["ants_rigid"] = time.time() - t0
+        t0 = time.time()
+        aff = ants.registration(fx[0], mv[0], "Affine", initial_transform=rig["fwdtransforms"][0], outprefix=f"{tmp}/affine_", **lin)
+        timings["ants_affine"] = time.time() - t0 + timings["ants_rigid"]
+        for name, reg in (("ants_rigid", rig), ("ants_affine", aff)):
+            (mat,) = keep(reg["fwdtransforms"], name)
+            # moving points -> fixed space: the inverse of the (fixed -> moving) point transform
+            result[name] = map_points(points, [mat], whichtoinvert=[True])
+        for name, masks in (("ants_syn", (fm, mm)), ("ants_syn_nomask", (None, None))):
+            t0 = time.time()
+            reg = ants.registration(fx[0], mv[0], "SyNOnly", initial_transform=aff["fwdtransforms"][0],
+                                    mask=masks[0], moving_mask=masks[1], multivariate_extras=extras,
+                                    outprefix=f"{tmp}/{name}_", **syn)
+            timings[name] = time.time() - t0 + timings["ants_affine"]
+            fwd = keep([reg["fwdtransforms"][0]], name)  # the warp; the affine is the one kept above
+            inv = keep([reg["invtransforms"][1]], name)
+            affine_file = str(outdir / "ants_affine_affine.mat")
+            # moving -> fixed for points: inverse affine first, then the inverse warp
+            result[name] = map_points(points, [affine_file, inv[0]], whichtoinvert=[True, False])
+            jac = ants.create_jacobian_determinant_image(fx[0], fwd[0], do_log=False)
+            jac_img = from_ants(jac)
+            inside = (brain.data > 0) if brain is not None else np.ones(jac_img.shape, bool)
+            share = float(np.mean(jac_img.data[inside] <= 0))
+            jac_rows.append({"method": name, "nonpositive_jacobian": share, "min_jacobian": float(jac_img.data[inside].min()),
+                             "seconds": round(timings[name], 1)})
+            io.write_image(jac_img, outdir / f"{name}_jacobian.nii.gz")
+            if name == "ants_syn":
+                warped = ants.apply_transforms(fx[0], mv[0], [fwd[0], affine_file])
+                io.write_image(from_ants(warped), outdir / "ants_syn_warped_post.nii.gz")
+    jac_rows += [{"method": m, "nonpositive_jacobian": 0.0, "min_jacobian": np.nan, "seconds": round(timings[m], 1)} for m in ("ants_rigid", "ants_affine")]
+    io.write_table(pd.DataFrame(jac_rows), outdir / "jacobian.tsv", float_format="%.6f")
+    log.info("ANTs (%s): %s", preset, ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
+    return result
+
+
+def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = "quick", modalities=(), seed: int = 42,
+                      deterministic: bool = False) -> dict:
+    """The ANTs baseline on a preprocessed patient: the rigidly aligned post-op scan registered onto the pre-op scan.
+
+    Landmarks start at the post-op positions after the preprocessing's rigid
+    alignment (``identity``) and go through each registration into the pre-op
+    world; ``out_landmarks`` maps method names to CSV paths. ``ants_syn`` is
+    cost-function masked (tumour and cavity, dilated by 3 mm, excluded from the
+    metric) when the patient has those masks; ``ants_syn_nomask`` is not.
+    """
+    import json
+    import shutil
+
+    from .io import InputError
+
+    set_seed(seed, deterministic)
+    preproc_dir = Path(preproc_dir)
+    info = json.loads((preproc_dir / "preproc.json").read_text())
+    mods = list(modalities) or [info["reference_modality"]]
+    missing = [m for m in mods if m not in info["modalities"]]
+    if missing:
+        raise InputError(f"ants.modalities {missing} not among the patient's modalities {info['modalities']}")
+    fixed = [io.read_image(preproc_dir / f"pre_{m}.nii.gz") for m in mods]
+    moving = [io.read_image(preproc_dir / f"post_{m}.nii.gz") for m in mods]
+
+    def masked(brain_name, lesion_name):
+        brain = io.read_image(preproc_dir / f"{brain_name}.nii.gz", dtype=None).data > 0
+        lesion = preproc_dir / f"{lesion_name}.nii.gz"
+        if lesion.exists():
+            brain &= ~ndimage.binary_dilation(io.read_image(lesion, dtype=None).data > 0, iterations=3)
+        return io.Image(brain.astype(np.float32), fixed[0].affine)
+
+    has_lesion = (preproc_dir / "pre_tumor.nii.gz").exists() or (preproc_dir / "post_resection.nii.gz").exists()
+    if not has_lesion:
+        log.warning("no tumour or resection mask: ants_syn is not cost-function masked (same as ants_syn_nomask)")
+    lm = io.read_landmarks(preproc_dir / f"landmarks_post_{info['primary_annotator']}.csv")
+    outdir = Path(outdir)
+    tmp = outdir.with_name(outdir.name + ".part")
+    shutil.rmtree(tmp, ignore_errors=True)
+    mapped = ants_baseline(fixed, moving, io.points_of(lm), tmp, preset,
+                           fixed_mask=masked("pre_brain", "pre_tumor") if has_lesion else None,
+                           moving_mask=masked("post_brain", "post_resection") if has_lesion else None,
+                           brain=io.read_image(preproc_dir / "pre_brain.nii.gz", dtype=None))
+    if outdir.exists():
+        shutil.rmtree(outdir)
+    tmp.rename(outdir)
+    for method, path in out_landmarks.items():
+        io.write_landmarks(io.landmarks_frame(lm["landmark"], mapped[method]), path)
+    return mapped

@@ -1,28 +1,14 @@
 """The Snakemake workflow: lint, dry run of the default config, a real run on a tiny cohort."""
 
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT
+from workflow_helpers import ROOT, TINY, run, workdir as _workdir
 from landmarkflow import io, synthetic
-
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-
-
-def run(args, cwd=ROOT, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    res = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, env=env)
-    if check and res.returncode != 0:
-        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
-    return res
-
 
 def test_lint_is_clean():
     res = run(["--lint"], check=False)
@@ -33,7 +19,7 @@ def test_lint_is_clean():
 def test_dry_run_schedules_every_rule():
     res = run(["-n", "--forceall", "--quiet", "rules"])
     out = res.stdout + res.stderr
-    for rule in ("make_demo_patient", "validate_cohort", "all"):
+    for rule in ("make_demo_patient", "validate_cohort", "preprocess_patient", "register_ants", "all"):
         assert rule in out, out
 
 
@@ -44,29 +30,36 @@ def test_default_manifest_matches_the_demo_generator():
     pd.testing.assert_frame_equal(committed, expected)
 
 
-def _workdir(tmp_path, patients, seed=3):
-    wd = tmp_path / "wd"
-    (wd / "config").mkdir(parents=True)
-    io.write_table(synthetic.manifest_rows(patients, wd / "resources" / "demo", wd / "config"), wd / "config" / "cohort.tsv")
-    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
-    cfg["seed"] = seed
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return wd
-
-
 @pytest.mark.e2e
 @pytest.mark.slow
-def test_real_run_on_one_demo_patient(tmp_path):
-    wd = _workdir(tmp_path, ["tiny01"])
-    run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2"])
+def test_real_run_produces_every_output(tiny_run):
+    wd = tiny_run
     table = pd.read_csv(wd / "results" / "cohort" / "manifest.tsv", sep="\t")
     assert set(table["patient"]) == {"tiny01"} and len(table) == len(synthetic.DEMO_SPEC)
-    assert (wd / "results" / "logs" / "validate_cohort" / "validate_cohort.log").exists()
     assert (wd / "results" / "benchmarks" / "make_demo_patient" / "tiny01.tsv").exists()
-    lm = io.read_landmarks(wd / "resources" / "demo" / "tiny01" / "post_landmarks_expert.csv")
-    assert len(lm) == 3
-    # nothing left half-written
-    assert not list(wd.rglob("*.part*"))
+    lm_dir = wd / "results" / "tiny01" / "landmarks"
+    methods = ["agent_baseline", "agent_guided", "ants_affine", "ants_rigid", "ants_syn", "ants_syn_nomask", "identity"]
+    assert sorted(p.stem for p in lm_dir.glob("*.csv")) == methods
+    pre = io.read_image(wd / "resources" / "demo" / "tiny01" / "pre_t1ce.nii.gz")
+    for p in lm_dir.glob("*.csv"):
+        lm = io.read_landmarks(p, image_shape=pre.shape, image_affine=pre.affine)  # original pre-op world
+        assert lm["landmark"].tolist() == ["1", "2", "3"]
+    agents = io.read_landmarks(lm_dir / "agent_guided.csv")
+    assert {"spread_mm", "fallback"} <= set(agents.columns)
+    ends = pd.read_csv(wd / "results" / "tiny01" / "agents" / "guided_endpoints.tsv", sep="\t")
+    assert len(ends) == 3 * TINY["agent"]["n_starts"]
+    summary = pd.read_csv(wd / "results" / "cohort" / "summary.tsv", sep="\t")
+    assert set(summary["method"]) == set(methods) | {"rater_expert2"}
+    jac = summary.set_index("method")["nonpositive_jacobian"]
+    assert 0 <= jac["ants_syn"] < 0.01  # the SyN warp barely folds, and the share is reported
+    errors = pd.read_csv(wd / "results" / "cohort" / "errors.tsv", sep="\t")
+    truth = synthetic.Truth.load(wd / "resources" / "demo" / "tiny01" / "truth.json")
+    q = io.points_of(io.read_landmarks(wd / "resources" / "demo" / "tiny01" / "post_landmarks_expert.csv"))
+    expected_initial = np.linalg.norm(truth.post_to_pre(q) - truth.rigid_post_to_pre(q), axis=1)
+    ident = errors[errors["method"] == "identity"].sort_values("landmark")["error_mm"].to_numpy()
+    np.testing.assert_allclose(ident, expected_initial, atol=1.0)  # rigid alignment within 1 mm of the ideal one
+    assert (wd / "results" / "cohort" / "report.html").stat().st_size > 50_000
+    assert not list(wd.rglob("*.part*"))  # nothing left half-written
 
 
 def test_bad_manifest_stops_before_any_job(tmp_path):

@@ -76,3 +76,28 @@ def agent_models(wildcards):
 def agent_landmarks(wildcards):
     """Every agent_<variant>.csv of the cohort."""
     return [f"results/{p}/landmarks/agent_{v}.csv" for p in PATIENTS for v in agent_variants(p)]
+
+
+def method_landmarks(wildcards):
+    """Every results/<patient>/landmarks/<method>.csv the run produces."""
+    files = expand("results/{patient}/landmarks/identity.csv", patient=PATIENTS)
+    if is_activated("ants"):
+        files += expand("results/{patient}/landmarks/{method}.csv", patient=PATIENTS, method=ANTS_METHODS)
+    return files + agent_landmarks(wildcards)
+
+
+ANTS_METHODS = ["ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask"]
+
+
+def jacobian_files(wildcards):
+    return expand("results/{patient}/ants", patient=PATIENTS) if is_activated("ants") else []
+
+
+def agent_outputs(wildcards):
+    """End points, trajectories and training logs of every agent (for the report)."""
+    out = []
+    for p in PATIENTS:
+        for v in agent_variants(p):
+            out += [f"results/{p}/agents/{v}_endpoints.tsv", f"results/{p}/agents/{v}_trajectories.tsv"]
+            out += [f"results/{p}/agents/{lm}_{v}_training.tsv" for lm in landmark_ids(p)]
+    return out

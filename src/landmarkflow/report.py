@@ -1,0 +1,353 @@
+"""The per-cohort HTML report: one self-contained file (figures embedded), readable offline.
+
+Sections: summary table (paper, Table 1), error per method (Fig. 4a/b),
+error against initial displacement (Fig. 4c), per landmark slices with the
+ground truth, every method's prediction, the agents' end points and
+trajectories and the masks (Fig. 5), training curves, preprocessing QC,
+run time and memory per rule, warnings, configuration and software versions.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io as _io
+import json
+import logging
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io, spatial
+from .metrics import method_sort_key
+
+log = logging.getLogger(__name__)
+
+COLOURS = {
+    "identity": "#7f7f7f",
+    "ants_rigid": "#bcbd22",
+    "ants_affine": "#17becf",
+    "ants_syn_nomask": "#9467bd",
+    "ants_syn": "#1f77b4",
+    "agent_baseline": "#ff7f0e",
+    "agent_guided": "#d62728",
+    "pin": "#2ca02c",
+}
+
+
+def _colour(method: str) -> str:
+    return COLOURS.get(method, "#8c564b" if method.startswith("rater_") else "#e377c2")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig, path=None) -> str:
+    """Encode a figure as a data URI (and save it to ``path`` if given)."""
+    plt = _plt()
+    buf = _io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    plt.close(fig)
+    data = buf.getvalue()
+    if path is not None:
+        with io.atomic_path(path) as tmp:
+            Path(tmp).write_bytes(data)
+    return "data:image/png;base64," + base64.b64encode(data).decode()
+
+
+def _png_file(path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+
+
+# ----------------------------------------------------------------------------- figures
+def error_figure(err: pd.DataFrame, column="error_mm", ylabel="error (mm)"):
+    plt = _plt()
+    methods = sorted(err["method"].unique(), key=method_sort_key)
+    fig, ax = plt.subplots(figsize=(1.3 * len(methods) + 2, 4))
+    data = [err.loc[err["method"] == m, column].dropna().to_numpy() for m in methods]
+    if any(len(d) for d in data):
+        ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False, widths=0.6)
+    rng = np.random.default_rng(0)
+    for i, (m, d) in enumerate(zip(methods, data), start=1):
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=14, color=_colour(m), alpha=0.8, zorder=3)
+    ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    if column == "norm_error":
+        ax.axhline(1.0, color="k", lw=0.8, ls="--")
+    ax.grid(axis="y", alpha=0.3)
+    return fig
+
+
+def initial_figure(err: pd.DataFrame):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    for m in sorted(err["method"].unique(), key=method_sort_key):
+        g = err[err["method"] == m]
+        if m == "identity":
+            continue
+        ax.scatter(g["initial_mm"], g["error_mm"], s=18, color=_colour(m), label=m, alpha=0.85)
+    lim = float(np.nanmax(err[["initial_mm", "error_mm"]].to_numpy())) * 1.05 if len(err) else 1.0
+    ax.plot([0, lim], [0, lim], "k--", lw=0.8, label="no improvement")
+    ax.set_xlabel("initial error (identity, mm)")
+    ax.set_ylabel("error after redetection (mm)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def landmark_figure(preproc: Path, patient: str, landmark: str, pred: pd.DataFrame, truth_xyz, ends: dict, trajs: dict):
+    """Fig. 5: pre-op slices at the landmark with truth, predictions, agent end points and trajectories; post-op slice."""
+    plt = _plt()
+    info = json.loads((preproc / "preproc.json").read_text())
+    ref = info["reference_modality"]
+    pre = io.read_image(preproc / f"pre_{ref}.nii.gz")
+    post = io.read_image(preproc / f"post_{ref}.nii.gz")
+    masks = {n: io.read_image(preproc / f"{n}.nii.gz", dtype=None).data > 0 for n in ("pre_tumor", "post_resection") if (preproc / f"{n}.nii.gz").exists()}
+    lm_pred = pred[(pred["patient"] == patient) & (pred["landmark"] == landmark)]
+    centre_world = truth_xyz if truth_xyz is not None else lm_pred[lm_pred["method"] == "identity"][["x", "y", "z"]].to_numpy()[0]
+    c = np.rint(spatial.world_to_voxel(centre_world, pre.affine)).astype(int)
+    half = 22
+    fig, axes = plt.subplots(1, 4, figsize=(17, 4.6))
+    views = [(2, "axial"), (1, "coronal"), (0, "sagittal")]
+    for ax, (axis, name) in zip(axes[:3], views):
+        _slice(ax, pre, masks.get("pre_tumor"), c, axis, half, f"pre-op, {name}")
+        other = [a for a in range(3) if a != axis]
+        for method, tr in trajs.items():
+            for t in tr:
+                v = spatial.world_to_voxel(t, pre.affine)
+                ax.plot(v[:, other[0]], v[:, other[1]], color=_colour(method), lw=0.5, alpha=0.35)
+        for method, e in ends.items():
+            v = spatial.world_to_voxel(e, pre.affine)
+            ax.scatter(v[:, other[0]], v[:, other[1]], s=8, color=_colour(method), alpha=0.6)
+        for r in lm_pred.itertuples():
+            v = spatial.world_to_voxel([r.x, r.y, r.z], pre.affine)
+            ax.scatter(v[other[0]], v[other[1]], marker="X", s=70, color=_colour(r.method), edgecolors="white", linewidths=0.6, label=r.method, zorder=4)
+        if truth_xyz is not None:
+            v = spatial.world_to_voxel(truth_xyz, pre.affine)
+            ax.scatter(v[other[0]], v[other[1]], marker="*", s=160, color="lime", edgecolors="black", linewidths=0.6, label="ground truth", zorder=5)
+        ax.set_xlim(c[other[0]] - half, c[other[0]] + half)
+        ax.set_ylim(c[other[1]] - half, c[other[1]] + half)
+    ident = lm_pred[lm_pred["method"] == "identity"][["x", "y", "z"]].to_numpy()
+    if len(ident):
+        cp = np.rint(spatial.world_to_voxel(ident[0], post.affine)).astype(int)
+        _slice(axes[3], post, masks.get("post_resection"), cp, 2, half, "post-op (aligned), axial")
+        axes[3].scatter(cp[0], cp[1], marker="P", s=90, color=_colour("identity"), edgecolors="white", label="post-op landmark")
+        axes[3].set_xlim(cp[0] - half, cp[0] + half)
+        axes[3].set_ylim(cp[1] - half, cp[1] + half)
+    handles, labels = axes[0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(len(uniq), 8), fontsize=8)
+    fig.suptitle(f"{patient}, landmark {landmark}")
+    fig.tight_layout(rect=(0, 0.08, 1, 0.95))
+    return fig
+
+
+def _slice(ax, img, mask, c, axis, half, title):
+    sl = np.take(img.data, int(np.clip(c[axis], 0, img.shape[axis] - 1)), axis=axis)
+    ax.imshow(sl.T, cmap="gray", origin="lower", vmin=0, vmax=float(np.percentile(img.data, 99.5)) or 1.0)
+    if mask is not None:
+        ms = np.take(mask, int(np.clip(c[axis], 0, mask.shape[axis] - 1)), axis=axis)
+        if ms.any():
+            ax.contour(ms.T, [0.5], colors="red", linewidths=0.8)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def training_figure(logs: dict):
+    """Success rate and final distance over updates, one line per agent."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    for name, df in logs.items():
+        colour = _colour("agent_guided" if name.endswith("guided") else "agent_baseline")
+        for ax, col in zip(axes, ("success_rate", "final_distance_mm", "loss")):
+            ax.plot(df["update"], df[col], color=colour, alpha=0.7, lw=1)
+    for ax, t in zip(axes, ("success rate (episodes ending within 1 mm)", "distance at episode end (mm)", "loss")):
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    axes[0].plot([], [], color=_colour("agent_baseline"), label="agent_baseline")
+    axes[0].plot([], [], color=_colour("agent_guided"), label="agent_guided")
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+# ----------------------------------------------------------------------------- HTML
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.88em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}.note{color:#555;font-size:.9em}
+pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:1em}
+"""
+
+CHECK_JS = """
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e)); });
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var s = document.getElementById('render-status');
+  s.textContent = 'images ' + ok + '/' + imgs.length + '; errors ' + window.__errors.length;
+  s.setAttribute('data-images-ok', ok); s.setAttribute('data-images', imgs.length);
+  s.setAttribute('data-errors', window.__errors.length);
+});
+"""
+
+
+def _table(df: pd.DataFrame, floats: int = 2) -> str:
+    if df is None or df.empty:
+        return '<p class="note">(empty)</p>'
+    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}f}", na_rep="", border=0, escape=True)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("landmarkflow", "numpy", "scipy", "pandas", "SimpleITK", "antspyx", "torch", "nibabel", "nilearn", "pyradiomics", "snakemake"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_html, figures_dir, results_dir="results",
+                 warnings_tsv=None) -> None:
+    """Write the cohort report (and its figures as PNG files under ``figures_dir``)."""
+    results_dir = Path(results_dir)
+    figures_dir = Path(figures_dir)
+    summ = pd.read_csv(summary_tsv, sep="\t")
+    err = pd.read_csv(errors_tsv, sep="\t", dtype={"landmark": str})
+    pred = pd.read_csv(predictions_tsv, sep="\t", dtype={"landmark": str})
+    sections: list[tuple[str, str, str]] = []  # (id, title, html)
+
+    # summary
+    body = ""
+    if summ.empty:
+        body += '<p class="warn">No pre-operative ground truth in the manifest: there are predictions, no errors.</p>'
+    else:
+        body += _table(summ)
+        body += ('<p class="note">mean/median: error in mm; norm_*: error / initial error per landmark (paper, Table 1); '
+                 "robustness: share of landmarks improved over the initial error; over_5mm: share of errors above 5 mm; "
+                 "spread: mean distance of the agents' 20 end points to their centre; fallbacks: implausible agent predictions "
+                 "replaced by the rigidly aligned position.</p>")
+    sections.append(("summary", "Summary", body))
+
+    if not err.empty:
+        err = err.copy()
+        err["norm_error"] = err["error_mm"] / err["initial_mm"]
+        figs = (
+            f'<img alt="error per method" src="{_png(error_figure(err), figures_dir / "errors.png")}">'
+            f'<img alt="normalised error per method" src="{_png(error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png")}">'
+            f'<img alt="error against initial error" src="{_png(initial_figure(err), figures_dir / "error_vs_initial.png")}">'
+        )
+        sections.append(("errors", "Errors per method (Fig. 4)", figs + "<h3>Per landmark</h3>" + _table(err.drop(columns="norm_error"))))
+
+    # predictions and disagreement (also without ground truth)
+    sections.append(("predictions", "Predictions (pre-op world, RAS mm)", _table(pred)))
+
+    # per landmark figures
+    body = ""
+    from .metrics import ground_truth
+
+    truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
+    for patient in m.patients:
+        preproc = results_dir / patient / "preproc"
+        if not (preproc / "preproc.json").exists():
+            continue
+        ends, trajs = {}, {}
+        for variant in ("baseline", "guided"):
+            e_path = results_dir / patient / "agents" / f"{variant}_endpoints.tsv"
+            t_path = results_dir / patient / "agents" / f"{variant}_trajectories.tsv"
+            if e_path.exists():
+                ends[variant] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
+            if t_path.exists():
+                trajs[variant] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
+        for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
+            e = {f"agent_{v}": df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for v, df in ends.items()}
+            t = {}
+            for v, df in trajs.items():
+                sub = df[df["landmark"] == landmark]
+                t[f"agent_{v}"] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
+            fig = landmark_figure(preproc, patient, landmark, pred, truth.get((patient, landmark)), e, t)
+            body += f'<img alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{_png(fig, figures_dir / f"landmark_{patient}_{landmark}.png")}">'
+    sections.append(("landmarks", "Landmarks: slices, predictions, agent end points and trajectories (Fig. 5)", body or '<p class="note">(none)</p>'))
+
+    # training curves
+    body = ""
+    for patient in m.patients:
+        logs = {p.name.replace("_training.tsv", ""): pd.read_csv(p, sep="\t") for p in sorted((results_dir / patient / "agents").glob("*_training.tsv"))}
+        if logs:
+            body += f"<h3>{html.escape(patient)}</h3>" + f'<img alt="training {html.escape(patient)}" src="{_png(training_figure(logs), figures_dir / f"training_{patient}.png")}">'
+    sections.append(("training", "Agent training curves", body or '<p class="note">(no agents trained)</p>'))
+
+    # QC
+    body = ""
+    for patient in m.patients:
+        qc = results_dir / patient / "preproc" / "qc.png"
+        if qc.exists():
+            info = json.loads((qc.parent / "preproc.json").read_text())
+            body += (f"<h3>{html.escape(patient)}</h3><p class=\"note\">rigid post-op to pre-op: rotation {info['rotation_deg']:.2f} deg; "
+                     f"preprocessing {info['timings_s'].get('total', float('nan')):.0f} s</p><img alt=\"QC {html.escape(patient)}\" src=\"{_png_file(qc)}\">")
+    sections.append(("qc", "Preprocessing quality control", body or '<p class="note">(none)</p>'))
+
+    # radiomics
+    rad = results_dir / "cohort" / "radiomics_summary.tsv"
+    sections.append(("radiomics", "Differential radiomics",
+                     _table(pd.read_csv(rad, sep="\t")) if rad.exists() else '<p class="note">Not part of this run (the radiomics stage is not active).</p>'))
+
+    # benchmarks
+    bench = []
+    for p in sorted((results_dir / "benchmarks").glob("*/**/*.tsv")):
+        df = pd.read_csv(p, sep="\t")
+        rule = p.relative_to(results_dir / "benchmarks").parts[0]
+        bench.append({"rule": rule, "job": str(p.relative_to(results_dir / "benchmarks" / rule).with_suffix("")), "seconds": df["s"].iloc[0], "max_rss_mb": df["max_rss"].iloc[0]})
+    bdf = pd.DataFrame(bench)
+    if not bdf.empty:
+        agg = bdf.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"), max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max")).reset_index()
+        body = _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf, 1) + "</details>"
+    else:
+        body = '<p class="note">(no benchmarks)</p>'
+    sections.append(("benchmarks", "Run time and memory per rule", body))
+
+    # warnings
+    warns = []
+    if warnings_tsv and Path(warnings_tsv).exists():
+        warns += pd.read_csv(warnings_tsv, sep="\t")["warning"].dropna().tolist()
+    for patient in m.patients:
+        p = results_dir / patient / "preproc" / "preproc.json"
+        if p.exists():
+            warns += [f"{patient}: {w}" for w in json.loads(p.read_text())["warnings"]]
+    fb = pred[pred["fallback"] == 1] if "fallback" in pred else pred.iloc[:0]
+    warns += [f"{r.patient} landmark {r.landmark}: {r.method} fell back to the rigidly aligned position" for r in fb.itertuples()]
+    sections.append(("warnings", "Warnings", "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'))
+
+    import yaml
+
+    sections.append(("config", "Configuration and software", "<h3>config</h3><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
+                     "<h3>versions</h3>" + _table(pd.DataFrame([_versions()]))))
+
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<a href="#{sid}">{html.escape(title.split(" (")[0])}</a>' for sid, title, _ in sections)
+    parts = [f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>' for sid, title, body in sections]
+    page = (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Landmark redetection report</title>"
+        f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
+        f"<h1>Landmark redetection: cohort report</h1><p class=\"note\">{len(m.patients)} patient(s), manifest {html.escape(str(m.source))}, built {now}. "
+        "All coordinates are pre-operative world RAS mm.</p>"
+        f'<nav>{nav}</nav>{"".join(parts)}<p id="render-status" class="note">rendering</p></body></html>'
+    )
+    with io.atomic_path(out_html) as tmp:
+        Path(tmp).write_text(page, encoding="utf-8")

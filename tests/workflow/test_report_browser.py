@@ -1,0 +1,35 @@
+"""The cohort report as a person sees it: rendered by headless Chromium."""
+
+import re
+import shutil
+import subprocess
+
+import pytest
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+SECTIONS = ["summary", "errors", "predictions", "landmarks", "training", "qc", "radiomics", "benchmarks", "warnings", "config"]
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
+def test_report_renders_in_chromium(tiny_run, tmp_path):
+    report = tiny_run / "results" / "cohort" / "report.html"
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000"]
+    dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    status = re.search(r'id="render-status"[^>]*data-images-ok="(\d+)"[^>]*data-images="(\d+)"[^>]*data-errors="(\d+)"', dom.stdout)
+    assert status, "the page's load handler did not run: " + dom.stdout[-500:]
+    ok, total, errors = map(int, status.groups())
+    assert errors == 0, "JavaScript errors on the page"
+    assert total >= 8 and ok == total, f"{ok} of {total} images decoded"
+    for sid in SECTIONS:
+        assert f'<section id="{sid}">' in dom.stdout, sid
+    assert "agent_guided" in dom.stdout and "ground truth" not in dom.stdout[:100]
+    shot = tmp_path / "report.png"
+    res = subprocess.run([CHROMIUM, *flags, "--window-size=1300,2400", f"--screenshot={shot}", report.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and shot.stat().st_size > 20_000

@@ -1,0 +1,42 @@
+"""Helpers of the workflow tests: run Snakemake, make a working folder with a demo cohort."""
+
+import os
+import subprocess
+import sys
+
+from pathlib import Path
+
+import yaml
+
+from landmarkflow import io, synthetic
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+
+#: a tiny budget: the whole workflow in a few minutes on 2 cores
+TINY = {
+    "preprocess": {"skull_strip": "none", "n4": False, "spacing_mm": 1.0, "crop_margin_mm": 10, "normalise": "percentile"},
+    "agent": {"updates": 60, "n_envs": 8, "batch": 16, "warmup": 200, "versions": 2, "n_starts": 6, "max_test_steps": 40},
+}
+
+
+def run(args, cwd=ROOT, check=True):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    res = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, env=env)
+    if check and res.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+def workdir(tmp_path, patients, seed=3, overrides=None):
+    """A working folder with config/config.yaml and a manifest of demo patients (made by the workflow)."""
+    wd = tmp_path / "wd"
+    (wd / "config").mkdir(parents=True)
+    io.write_table(synthetic.manifest_rows(patients, wd / "resources" / "demo", wd / "config"), wd / "config" / "cohort.tsv")
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["seed"] = seed
+    for key, val in (overrides or {}).items():
+        cfg[key].update(val)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return wd

@@ -1,0 +1,19 @@
+# Cohort evaluation: errors against the pre-op ground truth, per-method summary.
+
+
+rule evaluate_cohort:
+    input:
+        manifest=config["cohort"],
+        validated="results/cohort/manifest.tsv",
+        landmarks=method_landmarks,
+        ants=jacobian_files,
+    output:
+        errors=report("results/cohort/errors.tsv", caption="../report/errors.rst", category="Evaluation"),
+        summary=report("results/cohort/summary.tsv", caption="../report/summary.rst", category="Evaluation"),
+        predictions="results/cohort/predictions.tsv",
+    log:
+        "results/logs/evaluate_cohort/evaluate_cohort.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../../scripts/evaluate_cohort.py"
