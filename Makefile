@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 CORES  ?= 2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: env demo test lint dryrun clean
+.PHONY: env demo test lint dryrun clean browser benchmark
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,15 @@ dryrun: env
 lint: env
 	$(SNAKEMAKE) --lint
 
-test: env
+# Debian's chromium renders the report in the browser test (installed when missing and we are root)
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium missing and not root: the browser test will be skipped"; }
+
+test: env browser
 	$(BIN)/python -m pytest
+
+benchmark: env
+	$(BIN)/python benchmarks/agent_benchmark.py
 
 clean:
 	rm -rf results .snakemake

@@ -17,6 +17,7 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/agent.smk"
 include: "workflow/rules/baseline.smk"
+include: "workflow/rules/radiomics.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/report.smk"
 

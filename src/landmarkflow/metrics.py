@@ -53,8 +53,7 @@ def collect_predictions(m: Manifest, results_dir="results") -> pd.DataFrame:
         return pd.DataFrame(columns=["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback"])
     out = pd.concat(frames, ignore_index=True)
     for col in ("spread_mm", "fallback"):
-        if col not in out.columns:
-            out[col] = np.nan
+        out[col] = pd.to_numeric(out[col], errors="coerce") if col in out.columns else np.nan
     return out[["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback"]]
 
 

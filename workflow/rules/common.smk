@@ -101,3 +101,16 @@ def agent_outputs(wildcards):
             out += [f"results/{p}/agents/{v}_endpoints.tsv", f"results/{p}/agents/{v}_trajectories.tsv"]
             out += [f"results/{p}/agents/{lm}_{v}_training.tsv" for lm in landmark_ids(p)]
     return out
+
+
+def patient_method_landmarks(wildcards):
+    """The landmark files of every method for one patient (identity, ANTs, agents)."""
+    p = wildcards.patient
+    files = [f"results/{p}/landmarks/identity.csv"]
+    if is_activated("ants"):
+        files += [f"results/{p}/landmarks/{m}.csv" for m in ANTS_METHODS]
+    return files + [f"results/{p}/landmarks/agent_{v}.csv" for v in agent_variants(p)]
+
+
+def radiomics_outputs(wildcards):
+    return ["results/cohort/radiomics_summary.tsv"] if is_activated("radiomics") else []

@@ -10,6 +10,7 @@ rule build_report:
         warnings="results/cohort/warnings.tsv",
         preproc=expand("results/{patient}/preproc", patient=PATIENTS),
         agents=agent_outputs,
+        radiomics=radiomics_outputs,
     output:
         html=report("results/cohort/report.html", caption="../report/report.rst", category="Report"),
         figures=report(
