@@ -24,13 +24,15 @@ import pandas as pd
 from . import io, spatial
 
 log = logging.getLogger(__name__)
-logging.getLogger("radiomics").setLevel(logging.ERROR)  # pyradiomics is chatty at INFO
 
 
 def extractor(params_file):
     """A pyradiomics feature extractor from a standard parameter file (YAML/JSON)."""
+    import radiomics as _pyradiomics
     from radiomics import featureextractor
 
+    _pyradiomics.setVerbosity(logging.ERROR)  # pyradiomics logs every feature class at INFO
+    logging.getLogger("radiomics").setLevel(logging.ERROR)
     params_file = Path(params_file)
     if not params_file.exists():
         raise io.InputError(f"{params_file}: pyradiomics parameter file not found")

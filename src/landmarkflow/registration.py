@@ -156,7 +156,8 @@ PRESETS = {
     # close to antsRegistrationSyN.sh -t s (quality) and antsRegistrationSyNQuick.sh (quick)
     "quality": {"aff_iterations": (1000, 500, 250, 100), "aff_shrink_factors": (8, 4, 2, 1), "aff_smoothing_sigmas": (3, 2, 1, 0),
                 "reg_iterations": (100, 70, 50, 20), "syn_sampling": 32, "flow_sigma": 3, "total_sigma": 0},
-    "quick": {"aff_iterations": (500, 250, 50), "aff_shrink_factors": (4, 2, 1), "aff_smoothing_sigmas": (2, 1, 0),
+    # linear stages as antsRegistrationSyNQuick.sh (no iterations at full resolution); SyN as ANTsPy's default "SyN"
+    "quick": {"aff_iterations": (1000, 500, 250, 0), "aff_shrink_factors": (8, 4, 2, 1), "aff_smoothing_sigmas": (3, 2, 1, 0),
               "reg_iterations": (40, 20, 0), "syn_sampling": 32, "flow_sigma": 3, "total_sigma": 0},
 }
 

@@ -253,10 +253,16 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
             f'<img alt="normalised error per method" src="{_png(error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png")}">'
             f'<img alt="error against initial error" src="{_png(initial_figure(err), figures_dir / "error_vs_initial.png")}">'
         )
-        sections.append(("errors", "Errors per method (Fig. 4)", figs + "<h3>Per landmark</h3>" + _table(err.drop(columns="norm_error"))))
+        sections.append(("errors", "Errors per method (Fig. 4)",
+                         figs + "<details><summary>per landmark</summary>" + _table(err.drop(columns="norm_error")) + "</details>"))
 
     # predictions and disagreement (also without ground truth)
-    sections.append(("predictions", "Predictions (pre-op world, RAS mm)", _table(pred)))
+    shift = pred.pivot_table(index="method", values="shift_from_identity_mm", aggfunc="median").reset_index()
+    shift = shift.iloc[sorted(range(len(shift)), key=lambda i: method_sort_key(shift["method"].iloc[i]))]
+    sections.append(("predictions", "Predictions (pre-op world, RAS mm)",
+                     '<p class="note">Median shift of each method from the rigidly aligned post-op position '
+                     "(available without ground truth: how much the methods move the landmarks and disagree).</p>"
+                     + _table(shift) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>"))
 
     # per landmark figures
     body = ""
@@ -305,8 +311,21 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
 
     # radiomics
     rad = results_dir / "cohort" / "radiomics_summary.tsv"
-    sections.append(("radiomics", "Differential radiomics",
-                     _table(pd.read_csv(rad, sep="\t")) if rad.exists() else '<p class="note">Not part of this run (the radiomics stage is not active).</p>'))
+    if rad.exists():
+        rdf = pd.read_csv(rad, sep="\t")
+        if rdf.empty:
+            body = '<p class="note">No ground truth: no comparison of differential features.</p>'
+        else:
+            piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
+            piv = piv.iloc[sorted(range(len(piv)), key=lambda i: method_sort_key(piv["method"].iloc[i]))]
+            body = ('<p class="note">How much the redetected position changes the differential features (post - pre) '
+                    "against those measured at the ground-truth position: median of |delta(method) - delta(truth)| / "
+                    "sd(feature), per feature class (mean over modalities and radii). 0 = the same differential features "
+                    "as at the true position.</p>" + _table(piv) + "<details><summary>per modality and radius</summary>"
+                    + _table(rdf) + "</details>")
+    else:
+        body = '<p class="note">Not part of this run (the radiomics stage is not active).</p>'
+    sections.append(("radiomics", "Differential radiomics", body))
 
     # benchmarks
     bench = []
