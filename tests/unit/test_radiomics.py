@@ -68,3 +68,61 @@ def test_sphere_radius_and_anisotropic_grid(oblique):
 def test_feature_class_names():
     assert radiomics.feature_class("original_glcm_Contrast") == "glcm"
     assert radiomics.feature_class("log-sigma-1-0-mm-3D_firstorder_Mean") == "firstorder"
+
+
+def _tiny_preproc(folder, lesion_at=None):
+    """A preprocessed-like folder: 1 mm images, masks, landmarks and preproc.json."""
+    import json
+
+    rng = np.random.default_rng(0)
+    aff = np.eye(4)
+    aff[:3, 3] = [-20.0, -20.0, -20.0]
+    shape = (40, 40, 40)
+    for tp in ("pre", "post"):
+        io.write_image(io.Image(rng.random(shape).astype(np.float32), aff), folder / f"{tp}_t1.nii.gz")
+        brain = np.zeros(shape, np.uint8)
+        brain[4:36, 4:36, 4:36] = 1
+        io.write_image(io.Image(brain, aff), folder / f"{tp}_brain.nii.gz")
+    cav = np.zeros(shape, np.uint8)
+    cav[18:26, 18:26, 18:26] = 1
+    io.write_image(io.Image(cav, aff), folder / "post_resection.nii.gz")
+    # landmark 1 in open tissue; landmark 2 at the brain's corner, where a 5 mm sphere keeps few voxels
+    pts = np.array([[-8.0, -8.0, -8.0], [-15.5, -15.5, -15.5]])
+    io.write_landmarks(io.landmarks_frame(["1", "2"], pts), folder / "landmarks_post_expert.csv")
+    io.write_landmarks(io.landmarks_frame(["1", "2"], pts + 1.0), folder / "landmarks_pre_expert.csv")
+    (folder / "preproc.json").write_text(json.dumps({"patient": "T", "modalities": ["t1"], "reference_modality": "t1", "primary_annotator": "expert"}))
+    return folder
+
+
+def test_patient_table_and_small_region_gives_nan(tmp_path, caplog):
+    d = _tiny_preproc(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\n  glcm:\nsetting:\n  binWidth: 0.1\n  label: 1\n  minimumROIDimensions: 3\n")
+    truth = radiomics.truth_file(d)
+    out = radiomics.patient_radiomics(d, {"truth": truth}, params, tmp_path / "rad.tsv", radii=(5.0,), min_voxels=200)
+    assert list(out.columns) == ["patient", "landmark", "method", "modality", "radius_mm", "feature", "pre", "post", "delta",
+                                 "rel_change", "n_pre", "n_post"]
+    one = out[out["landmark"] == "1"]
+    assert one["pre"].notna().all() and np.allclose(one["delta"], one["post"] - one["pre"])
+    assert (one["n_pre"] > 400).all()  # a full 5 mm sphere: about 515 voxels
+    two = out[out["landmark"] == "2"]  # post-op point 0.5 mm inside the brain's corner: about 145 voxels
+    assert (two["n_post"] < 200).all() and two["post"].isna().all() and two["delta"].isna().all()  # NaN, not a crash
+    assert (two["n_pre"] >= 200).all() and two["pre"].notna().all()  # the pre-op point is 1 mm deeper: enough voxels
+    assert any("fewer than 200" in r.message for r in caplog.records)
+    back = pd.read_csv(tmp_path / "rad.tsv", sep="\t", dtype={"landmark": str})
+    assert len(back) == len(out)
+
+
+def test_cohort_summary_compares_methods_with_the_truth(tmp_path):
+    d = _tiny_preproc(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\nsetting:\n  binWidth: 0.1\n  label: 1\n")
+    truth = radiomics.truth_file(d)
+    shifted = tmp_path / "shifted.csv"
+    lm = io.read_landmarks(truth)
+    lm[["x", "y", "z"]] += 4.0
+    io.write_landmarks(lm, shifted)
+    radiomics.patient_radiomics(d, {"truth": truth, "same": truth, "shifted": shifted}, params, tmp_path / "p.tsv", min_voxels=10)
+    summ = radiomics.cohort_radiomics([tmp_path / "p.tsv"], tmp_path / "all.tsv", tmp_path / "summary.tsv").set_index("method")
+    assert summ.loc["same", "median_deviation"] == 0
+    assert summ.loc["shifted", "median_deviation"] > 0

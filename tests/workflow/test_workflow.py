@@ -105,3 +105,16 @@ def test_rules_declare_log_and_env():
         text = smk.read_text()
         assert "run:" not in text, f"{smk.name}: no run: blocks, call a script"
     assert shutil.which("git")
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_snakemake_own_report(tiny_run, tmp_path):
+    import zipfile
+
+    wd = tiny_run
+    out = tmp_path / "report.zip"
+    run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--report", str(out)])
+    names = zipfile.ZipFile(out).namelist()
+    assert any(n.endswith("report.html") for n in names)
+    assert any(n.endswith("summary.tsv") for n in names) and any(n.endswith(".png") for n in names)

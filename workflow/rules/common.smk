@@ -114,3 +114,10 @@ def patient_method_landmarks(wildcards):
 
 def radiomics_outputs(wildcards):
     return ["results/cohort/radiomics_summary.tsv"] if is_activated("radiomics") else []
+
+
+def workflow_file(path):
+    """A path of the config as given, or, when it is not there, inside the workflow (config/radiomics.yaml from any working directory)."""
+    if os.path.exists(path) or os.path.isabs(path):
+        return path
+    return os.path.join(workflow.basedir, path)

@@ -5,7 +5,7 @@ rule extract_radiomics:
     input:
         preproc="results/{patient}/preproc",
         landmarks=patient_method_landmarks,
-        params=config["radiomics"]["params"],
+        params=workflow_file(config["radiomics"]["params"]),
     output:
         table="results/{patient}/radiomics.tsv",
     params:
