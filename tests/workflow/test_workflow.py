@@ -1,6 +1,5 @@
 """The Snakemake workflow: lint, dry run of the default config, a real run on a tiny cohort."""
 
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -101,10 +100,16 @@ def test_envs_mirror_the_constraints():
 
 
 def test_rules_declare_log_and_env():
+    import re
+
     for smk in (ROOT / "workflow" / "rules").glob("*.smk"):
         text = smk.read_text()
         assert "run:" not in text, f"{smk.name}: no run: blocks, call a script"
-    assert shutil.which("git")
+        blocks = re.split(r"^(?:rule|checkpoint) ", text, flags=re.M)[1:]
+        for block in blocks:
+            name = block.split(":")[0]
+            for key in ("log:", "conda:", "script:", "output:"):
+                assert key in block, f"{smk.name}: rule {name} lacks {key}"
 
 
 @pytest.mark.e2e

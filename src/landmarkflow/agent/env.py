@@ -65,7 +65,8 @@ class PatchVolume:
             base = base + version * (self.channels * self._voxels)
         p = self.patch
         if self.channels == 1:
-            idx = base[:, None] + self._flat_offsets[scale]  # (N, P^3)
+            idx = self._flat_offsets.index_select(0, scale)  # (N, P^3), then in place: one allocation
+            idx.add_(base[:, None])
         else:
             idx = (base[:, None] + self._chan[None, :])[:, :, None] + self._flat_offsets[scale][:, None, :]
         return torch.take(self.flat, idx).reshape(pos.shape[0], self.channels, p, p, p)
@@ -95,7 +96,8 @@ class LandmarkEnv:
         self.pos = torch.zeros(n, 3, dtype=torch.long, device=self.device)
         self.version = torch.zeros(n, dtype=torch.long, device=self.device)  # which training volume each agent sees
         self.level = torch.zeros(n, dtype=torch.long, device=self.device)  # index into scales
-        self.frames = None
+        self.frames = None  # ring buffer (N, history, C, P, P, P); slot self.head holds the newest patch
+        self.head = 0
         self.trail = None
 
     # -------------------------------------------------------------- geometry
@@ -121,15 +123,24 @@ class LandmarkEnv:
         self.level[idx] = 0
         patch = self.vol.patches(pos, self.scales[self.level[idx]], self.version[idx])
         if self.frames is None:
-            self.frames = patch.repeat(1, self.history, 1, 1, 1)
+            self.frames = patch[:, None].repeat(1, self.history, 1, 1, 1, 1)
             self.trail = pos[:, None, :].repeat(1, self.osc_window, 1)
         else:
-            self.frames[idx] = patch.repeat(1, self.history, 1, 1, 1)
+            self.frames[idx] = patch[:, None]  # every slot: the history starts full of the first patch
             self.trail[idx] = pos[:, None, :].repeat(1, self.osc_window, 1)
         self.trail[idx, :-1] = -(10**6)  # empty trail: no revisits yet
 
     def state(self) -> torch.Tensor:
-        return self.frames
+        """(N, history * C, P, P, P), oldest frame first."""
+        order = [(self.head + 1 + k) % self.history for k in range(self.history)]
+        x = self.frames[:, order]
+        return x.reshape(x.shape[0], -1, *x.shape[3:])
+
+    def set_state(self, states: torch.Tensor) -> None:
+        """Replace every agent's frame history with ``states`` (N, history * C, P, P, P), oldest first."""
+        n = states.shape[0]
+        self.frames = states.reshape(n, self.history, self.vol.channels, *states.shape[2:]).clone()
+        self.head = self.history - 1
 
     def step(self, action: torch.Tensor):
         """Move every agent; return (reward, done, oscillating). Positions stay inside the volume."""
@@ -143,8 +154,8 @@ class LandmarkEnv:
         self.trail = torch.cat([self.trail[:, 1:], new[:, None, :]], 1)
         oscillating = (self.trail == new[:, None, :]).all(-1).sum(1) >= 3
         patch = self.vol.patches(new, self.scale, self.version)
-        c = self.vol.channels
-        self.frames = torch.cat([self.frames[:, c:], patch], 1)
+        self.head = (self.head + 1) % self.history
+        self.frames[:, self.head] = patch  # ring buffer: no copy of the older frames
         done = new_d <= self.terminal_mm
         return reward, done, oscillating
 
@@ -162,6 +173,6 @@ class LandmarkEnv:
             idx = up.nonzero().squeeze(1)
             self.pos[idx] = self.vol.clamp(torch.round(self.oscillation_centre()[idx]).long())
             patch = self.vol.patches(self.pos[idx], self.scale[idx], self.version[idx])
-            self.frames[idx] = patch.repeat(1, self.history, 1, 1, 1)
+            self.frames[idx] = patch[:, None]
             self.trail[idx, :-1] = -(10**6)
         return which & finest

@@ -176,7 +176,7 @@ class Trainer:
         self.ep_reward[idx] = 0
 
     def _rebuild_frames(self):
-        self.env.frames = self._states(self.frame_pos, self.frame_scale, self.env.version)
+        self.env.set_state(self._states(self.frame_pos, self.frame_scale, self.env.version))
 
     def epsilon(self) -> float:
         frac = min(1.0, self.updates_done / max(1, self.cfg.eps_fraction * self.cfg.updates))
