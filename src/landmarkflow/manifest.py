@@ -245,6 +245,10 @@ def validate_contents(m: Manifest) -> Manifest:
                             f"{src}, row {r.row}: {r.path}: landmark {lid} at RAS ({pt[0]:.1f}, {pt[1]:.1f}, {pt[2]:.1f}) mm "
                             f"lies outside the {tp}-operative {modality} image; expected world RAS mm (not voxel indices or LPS)"
                         )
+                if tp == "post":  # identifiers become file names and Snakemake wildcards
+                    for lid in lm["landmark"]:
+                        if not ID_RE.match(lid):
+                            problems.append(f"{src}, row {r.row}: {r.path}: landmark identifier {lid!r} must match [A-Za-z0-9_-]+")
                 # post-op landmarks inside the cavity cannot be redetected; pre-op ones in the tumour are suspect
                 check = {"post": "resection", "pre": "tumor"}[tp]
                 if check in masks:

@@ -196,3 +196,11 @@ def test_cli_validate_exit_code(small_cohort, capsys):
     (folder / "p1" / "post_lm.csv").unlink()
     assert main(["validate", str(m_path)]) == 2
     assert "post_lm.csv not found" in capsys.readouterr().err
+
+
+def test_landmark_identifier_must_be_a_safe_name(small_cohort):
+    m_path, folder = small_cohort
+    aff = io.read_image(folder / "p1" / "post_t1.nii.gz").affine
+    io.write_landmarks(io.landmarks_frame(["L 1", "2"], spatial.voxel_to_world([[12, 10, 6], [14, 12, 7]], aff)), folder / "p1" / "post_lm.csv")
+    with pytest.raises(InputError, match=r"row 5: .*landmark identifier 'L 1' must match"):
+        manifest.validate_contents(manifest.load_manifest(m_path))
