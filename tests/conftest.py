@@ -1,4 +1,3 @@
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -73,11 +72,6 @@ def small_cohort(tmp_path):
     m = tmp_path / "cohort.tsv"
     m.write_text("\n".join(rows) + "\n")
     return m, tmp_path
-
-
-def copy_tree(src, dst):
-    shutil.copytree(src, dst)
-    return dst
 
 
 @pytest.fixture(scope="session")
