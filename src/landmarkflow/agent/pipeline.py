@@ -143,12 +143,16 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     start_lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
     tumour = _mask(preproc_dir, "pre_tumor")
     rows, ends, trajs = [], [], []
+    volumes: dict = {}  # the pre-op scan is read once per set of modalities, not once per landmark
     for path in models:
         net, state = load_model(path, dev)
         cfg = AgentConfig(**state["config"])
         if state["variant"] != variant:
             raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
-        pre, affine = _stack(preproc_dir, "pre", state["modalities"])
+        key = tuple(state["modalities"])
+        if key not in volumes:
+            volumes[key] = _stack(preproc_dir, "pre", key)
+        pre, affine = volumes[key]
         spacing = spatial.spacing_of(affine)
         lid = state["landmark"]
         centre_world = io.points_of(start_lm[start_lm["landmark"] == lid])[0]
