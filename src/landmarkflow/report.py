@@ -104,14 +104,21 @@ def initial_figure(err: pd.DataFrame):
     return fig
 
 
-def landmark_figure(preproc: Path, patient: str, landmark: str, pred: pd.DataFrame, truth_xyz, ends: dict, trajs: dict):
-    """Fig. 5: pre-op slices at the landmark with truth, predictions, agent end points and trajectories; post-op slice."""
-    plt = _plt()
+def load_views(preproc: Path) -> tuple:
+    """The reference pre-/post-op images and lesion masks of a preprocessed patient, read once for all its figures."""
     info = json.loads((preproc / "preproc.json").read_text())
     ref = info["reference_modality"]
     pre = io.read_image(preproc / f"pre_{ref}.nii.gz")
     post = io.read_image(preproc / f"post_{ref}.nii.gz")
     masks = {n: io.read_image(preproc / f"{n}.nii.gz", dtype=None).data > 0 for n in ("pre_tumor", "post_resection") if (preproc / f"{n}.nii.gz").exists()}
+    return pre, post, masks
+
+
+def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFrame, truth_xyz, ends: dict, trajs: dict):
+    """Fig. 5: pre-op slices at the landmark with truth, predictions, agent end points and trajectories; post-op slice.
+    ``views`` is :func:`load_views` of the patient."""
+    plt = _plt()
+    pre, post, masks = views
     lm_pred = pred[(pred["patient"] == patient) & (pred["landmark"] == landmark)]
     centre_world = truth_xyz if truth_xyz is not None else lm_pred[lm_pred["method"] == "identity"][["x", "y", "z"]].to_numpy()[0]
     c = np.rint(spatial.world_to_voxel(centre_world, pre.affine)).astype(int)
@@ -281,13 +288,14 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
                 ends[variant] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
             if t_path.exists():
                 trajs[variant] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
+        views = load_views(preproc)
         for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
             e = {f"agent_{v}": df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for v, df in ends.items()}
             t = {}
             for v, df in trajs.items():
                 sub = df[df["landmark"] == landmark]
                 t[f"agent_{v}"] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
-            fig = landmark_figure(preproc, patient, landmark, pred, truth.get((patient, landmark)), e, t)
+            fig = landmark_figure(views, patient, landmark, pred, truth.get((patient, landmark)), e, t)
             body += f'<img alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{_png(fig, figures_dir / f"landmark_{patient}_{landmark}.png")}">'
     sections.append(("landmarks", "Landmarks: slices, predictions, agent end points and trajectories (Fig. 5)", body or '<p class="note">(none)</p>'))
 
