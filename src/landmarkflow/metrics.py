@@ -10,13 +10,14 @@ an agent's end points to their centre.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import io, rigidfit
 from .manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -122,11 +123,59 @@ def disagreement(pred: pd.DataFrame) -> pd.DataFrame:
     return pred
 
 
-def evaluate_cohort(m: Manifest, out_errors, out_summary, out_predictions, results_dir="results", jacobian_files=()) -> pd.DataFrame:
-    """Write errors.tsv, summary.tsv and predictions.tsv for the cohort; return the summary."""
+def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir="results",
+               flag_mm: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Landmark-based rigid alignment (:mod:`.rigidfit`) per patient and method: post-op landmarks
+    (post-op world) to the method's pre-op positions, and to the ground truth as method ``truth``.
+
+    Returns (fits, residuals): per patient and method the number of landmarks, the RMS and largest
+    residual, and the rotation angle (deg) and mean landmark displacement (mm) between this fit and
+    the preprocessing's image-based rigid registration (``status`` holds the reason when no fit was
+    possible: fewer than 3 landmarks, collinear landmarks); per landmark its residual, ``flagged``
+    when it exceeds ``flag_mm``, next to the method's spread.
+    """
+    fits, residuals = [], []
+    both = pd.concat([pred, truth.assign(method="truth")], ignore_index=True)
+    for patient in m.patients:
+        info_path = Path(results_dir) / patient / "preproc" / "preproc.json"
+        if not info_path.exists():
+            continue
+        reference = np.asarray(json.loads(info_path.read_text())["post_to_pre"])
+        post = io.read_landmarks(m.path(patient, "post", "landmarks", m.annotators(patient, "post")[0]))
+        for method, g in both[both["patient"] == patient].groupby("method", sort=False):
+            pairs = post[["landmark", "x", "y", "z"]].merge(g, on="landmark", suffixes=("_post", ""))
+            src, dst = pairs[["x_post", "y_post", "z_post"]].to_numpy(), pairs[["x", "y", "z"]].to_numpy()
+            row = {"patient": patient, "method": method, "n": len(pairs)}
+            try:
+                fit = rigidfit.fit_rigid(src, dst, f"{patient}, {method}")
+            except rigidfit.FitError as err:
+                log.warning("landmark-based rigid fit: %s", err)
+                fits.append({**row, "status": str(err)})
+                continue
+            angle, moved = rigidfit.compare(fit, reference, src)
+            fits.append({**row, "rms_mm": fit.rms_mm, "max_residual_mm": float(fit.residuals.max()),
+                         "rotation_vs_image_deg": angle, "shift_vs_image_mm": moved,
+                         "flagged": int((fit.residuals > flag_mm).sum()), "status": "ok"})
+            spread = pairs["spread_mm"] if "spread_mm" in pairs else pd.Series(np.nan, index=pairs.index)
+            for lid, res, sp in zip(pairs["landmark"], fit.residuals, spread):
+                residuals.append({"patient": patient, "method": method, "landmark": lid, "residual_mm": res,
+                                  "flagged": int(res > flag_mm), "spread_mm": sp})
+    fit_cols = ["patient", "method", "n", "rms_mm", "max_residual_mm", "rotation_vs_image_deg", "shift_vs_image_mm", "flagged", "status"]
+    res_cols = ["patient", "method", "landmark", "residual_mm", "flagged", "spread_mm"]
+    return pd.DataFrame(fits, columns=fit_cols), pd.DataFrame(residuals, columns=res_cols)
+
+
+def evaluate_cohort(m: Manifest, out_errors, out_summary, out_predictions, results_dir="results", jacobian_files=(),
+                    out_rigid=None, out_residuals=None, flag_mm: float = 4.0) -> pd.DataFrame:
+    """Write errors.tsv, summary.tsv and predictions.tsv for the cohort (and the landmark-based rigid
+    fits, when ``out_rigid`` and ``out_residuals`` are given); return the summary."""
     pred = collect_predictions(m, results_dir)
     truth = ground_truth(m)
     io.write_table(disagreement(pred), out_predictions, float_format="%.4f")
+    if out_rigid is not None:
+        fits, residuals = rigid_fits(m, pred, truth, results_dir, flag_mm)
+        io.write_table(fits, out_rigid, float_format="%.4f")
+        io.write_table(residuals, out_residuals, float_format="%.4f")
     if truth.empty:
         log.warning("no pre-op ground truth in the manifest: errors and summary are empty")
     err = errors(pred, truth)

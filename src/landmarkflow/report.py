@@ -38,6 +38,10 @@ COLOURS = {
 }
 
 
+#: methods that search from the 20 start points: (method, folder under results/<patient>, file prefix)
+SEARCH_OUTPUTS = [("agent_baseline", "agents", "baseline_"), ("agent_guided", "agents", "guided_"), ("pin", "pin", "")]
+
+
 def _colour(method: str) -> str:
     return COLOURS.get(method, "#8c564b" if method.startswith("rater_") else "#e377c2")
 
@@ -188,6 +192,80 @@ def training_figure(logs: dict):
     return fig
 
 
+def pin_training_figure(logs: dict):
+    """PIN training: loss, displacement error and direction accuracy over updates, one line per landmark."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
+    for name, df in logs.items():
+        for ax, col in zip(axes, ("loss", "displacement_error_mm", "accuracy")):
+            ax.plot(df["update"], df[col], color=_colour("pin"), alpha=0.7, lw=1)
+    for ax, t in zip(axes, ("PIN loss", "PIN displacement error on training points (mm)", "PIN direction accuracy")):
+        ax.set_title(t, fontsize=9)
+        ax.set_xlabel("update")
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def search_timings(results_dir: Path, patients) -> pd.DataFrame:
+    """Per searching method (agents, PIN): training seconds per landmark (the training log's last time)
+    and inference seconds per landmark (the ``seconds`` column of the landmark CSV)."""
+    rows = []
+    for patient in patients:
+        for method, folder, prefix in SEARCH_OUTPUTS:
+            lm_csv = results_dir / patient / "landmarks" / f"{method}.csv"
+            if not lm_csv.exists():
+                continue
+            variant = prefix.rstrip("_")
+            infer = pd.read_csv(lm_csv, dtype={"landmark": str})
+            for r in infer.itertuples():
+                name = f"{r.landmark}_{variant}_training.tsv" if variant else f"{r.landmark}_training.tsv"
+                tlog = results_dir / patient / folder / name
+                train_s = float(pd.read_csv(tlog, sep="\t")["seconds"].iloc[-1]) if tlog.exists() else np.nan
+                rows.append({"method": method, "patient": patient, "landmark": r.landmark, "train_s": train_s,
+                             "inference_s": getattr(r, "seconds", np.nan)})
+    return pd.DataFrame(rows, columns=["method", "patient", "landmark", "train_s", "inference_s"])
+
+
+def _pin_section(summ: pd.DataFrame, results_dir: Path, patients) -> str:
+    times = search_timings(results_dir, patients)
+    if times.empty or "pin" not in set(times["method"]):
+        return '<p class="note">Not part of this run (the PIN stage is not active).</p>'
+    t = times.groupby("method", as_index=False).agg(landmarks=("landmark", "size"), train_s_per_landmark=("train_s", "mean"),
+                                                    inference_s_per_landmark=("inference_s", "mean"))
+    if not summ.empty:
+        t = t.merge(summ[["method", "mean_mm", "median_mm", "robustness", "spread_mm"]], on="method", how="left")
+    t = t.iloc[sorted(range(len(t)), key=lambda i: method_sort_key(t["method"].iloc[i]))]
+    return ('<p class="note">The supervised PIN (one network per landmark, regression and direction classification, '
+            "rule C from the same 20 start points) against the reinforcement-learning agents, on the same patients: "
+            "accuracy (mm, robustness = share of landmarks improved over the initial error), training time per landmark "
+            "(the training loop, without the job's start-up) and inference time per landmark (all starts).</p>" + _table(t))
+
+
+def _rigid_section(results_dir: Path, warnings: list) -> str:
+    fits_p, res_p = results_dir / "cohort" / "rigid_fit.tsv", results_dir / "cohort" / "rigid_residuals.tsv"
+    if not fits_p.exists():
+        return '<p class="note">(not computed)</p>'
+    fits = pd.read_csv(fits_p, sep="\t")
+    res = pd.read_csv(res_p, sep="\t", dtype={"landmark": str})
+    for r in fits[fits["status"] != "ok"].itertuples():
+        warnings.append(f"rigid fit, {r.patient} {r.method}: {r.status}")
+    for r in res[res["flagged"] == 1].itertuples():
+        if r.method not in ("identity", "truth"):
+            spread = f", spread {r.spread_mm:.1f} mm" if np.isfinite(r.spread_mm) else ""
+            warnings.append(f"{r.patient} landmark {r.landmark}: {r.method} is {r.residual_mm:.1f} mm off the rigid fit of its landmarks{spread}")
+    wide = res.pivot_table(index=["patient", "landmark"], columns="method", values="residual_mm").reset_index()
+    spread = res.dropna(subset=["spread_mm"]).pivot_table(index=["patient", "landmark"], columns="method", values="spread_mm")
+    spread.columns = [f"spread {c}" for c in spread.columns]
+    wide = wide.merge(spread.reset_index(), on=["patient", "landmark"], how="left") if len(spread) else wide
+    return ('<p class="note">Least-squares rigid fit (SVD, Arun et al. 1987) of the post-op landmarks onto each method\'s '
+            "pre-op positions (and onto the ground truth, <code>truth</code>). rms/max residual: how far the landmarks are from "
+            "moving rigidly together; a landmark far off the fit is suspect (flagged, see Warnings), its agent spread beside it. "
+            "rotation/shift vs image: the rotation angle of the residual transform between this fit and the preprocessing's "
+            "image-based rigid registration, and the mean distance of the landmarks under the two. "
+            "<code>identity</code> is the image-based registration itself (0 by construction).</p>"
+            + _table(fits) + "<h3>Residual per landmark (mm) and spread</h3>" + _table(wide))
+
+
 # ----------------------------------------------------------------------------- HTML
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
@@ -281,23 +359,23 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
         if not (preproc / "preproc.json").exists():
             continue
         ends, trajs = {}, {}
-        for variant in ("baseline", "guided"):
-            e_path = results_dir / patient / "agents" / f"{variant}_endpoints.tsv"
-            t_path = results_dir / patient / "agents" / f"{variant}_trajectories.tsv"
+        for method, folder, prefix in SEARCH_OUTPUTS:
+            e_path = results_dir / patient / folder / f"{prefix}endpoints.tsv"
+            t_path = results_dir / patient / folder / f"{prefix}trajectories.tsv"
             if e_path.exists():
-                ends[variant] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
+                ends[method] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
             if t_path.exists():
-                trajs[variant] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
+                trajs[method] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
         views = load_views(preproc)
         for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
-            e = {f"agent_{v}": df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for v, df in ends.items()}
+            e = {method: df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for method, df in ends.items()}
             t = {}
-            for v, df in trajs.items():
+            for method, df in trajs.items():
                 sub = df[df["landmark"] == landmark]
-                t[f"agent_{v}"] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
+                t[method] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
             fig = landmark_figure(views, patient, landmark, pred, truth.get((patient, landmark)), e, t)
             body += f'<img alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{_png(fig, figures_dir / f"landmark_{patient}_{landmark}.png")}">'
-    sections.append(("landmarks", "Landmarks: slices, predictions, agent end points and trajectories (Fig. 5)", body or '<p class="note">(none)</p>'))
+    sections.append(("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", body or '<p class="note">(none)</p>'))
 
     # training curves
     body = ""
@@ -305,7 +383,15 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
         logs = {p.name.replace("_training.tsv", ""): pd.read_csv(p, sep="\t") for p in sorted((results_dir / patient / "agents").glob("*_training.tsv"))}
         if logs:
             body += f"<h3>{html.escape(patient)}</h3>" + f'<img alt="training {html.escape(patient)}" src="{_png(training_figure(logs), figures_dir / f"training_{patient}.png")}">'
-    sections.append(("training", "Agent training curves", body or '<p class="note">(no agents trained)</p>'))
+        pins = {p.name.replace("_training.tsv", ""): pd.read_csv(p, sep="\t") for p in sorted((results_dir / patient / "pin").glob("*_training.tsv"))}
+        if pins:
+            body += f'<img alt="PIN training {html.escape(patient)}" src="{_png(pin_training_figure(pins), figures_dir / f"training_pin_{patient}.png")}">'
+    sections.append(("training", "Training curves (agents and PIN)", body or '<p class="note">(nothing trained)</p>'))
+
+    # PIN against the agents, and the landmark-based rigid fit
+    sections.append(("pin", "PIN against the agents", _pin_section(summ, results_dir, m.patients)))
+    rigid_warnings: list[str] = []
+    sections.append(("rigid", "Landmark-based rigid fit", _rigid_section(results_dir, rigid_warnings)))
 
     # QC
     body = ""
@@ -357,6 +443,7 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
         p = results_dir / patient / "preproc" / "preproc.json"
         if p.exists():
             warns += [f"{patient}: {w}" for w in json.loads(p.read_text())["warnings"]]
+    warns += rigid_warnings
     fb = pred[pred["fallback"] == 1] if "fallback" in pred else pred.iloc[:0]
     warns += [f"{r.patient} landmark {r.landmark}: {r.method} fell back to the rigidly aligned position" for r in fb.itertuples()]
     sections.append(("warnings", "Warnings", "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'))

@@ -54,3 +54,22 @@ def test_disagreement_without_truth():
     pred = _pred([["P", "1", "identity", 0, 0, 0, np.nan, np.nan], ["P", "1", "agent_baseline", 3, 4, 0, 1.0, 0]])
     d = metrics.disagreement(pred).set_index("method")
     assert d.loc["agent_baseline", "shift_from_identity_mm"] == pytest.approx(5.0)
+
+
+def test_rigid_fit_of_two_landmarks_is_reported_not_fatal(small_cohort, tmp_path):
+    import json
+
+    from landmarkflow import io
+    from landmarkflow.manifest import load_manifest
+
+    manifest, _ = small_cohort  # two post-op landmarks
+    m = load_manifest(manifest)
+    res_dir = tmp_path / "results"
+    (res_dir / "P1" / "preproc").mkdir(parents=True)
+    (res_dir / "P1" / "preproc" / "preproc.json").write_text(json.dumps({"post_to_pre": np.eye(4).tolist()}))
+    post = io.read_landmarks(m.path("P1", "post", "landmarks", "expert"))
+    pred = _pred([["P1", r.landmark, "agent_guided", r.x + 1, r.y, r.z, 0.5, 0] for r in post.itertuples()])
+    fits, residuals = metrics.rigid_fits(m, pred, metrics.ground_truth(m), res_dir)
+    assert set(fits["method"]) == {"agent_guided", "truth"}
+    assert fits["status"].str.contains("P1, agent_guided: a rigid fit needs at least 3 landmarks, got 2").any()
+    assert residuals.empty

@@ -37,7 +37,7 @@ def test_real_run_produces_every_output(tiny_run):
     assert set(table["patient"]) == {"tiny01"} and len(table) == len(synthetic.DEMO_SPEC)
     assert (wd / "results" / "benchmarks" / "make_demo_patient" / "tiny01.tsv").exists()
     lm_dir = wd / "results" / "tiny01" / "landmarks"
-    methods = ["agent_baseline", "agent_guided", "ants_affine", "ants_rigid", "ants_syn", "ants_syn_nomask", "identity"]
+    methods = ["agent_baseline", "agent_guided", "ants_affine", "ants_rigid", "ants_syn", "ants_syn_nomask", "identity", "pin"]
     assert sorted(p.stem for p in lm_dir.glob("*.csv")) == methods
     pre = io.read_image(wd / "resources" / "demo" / "tiny01" / "pre_t1ce.nii.gz")
     for p in lm_dir.glob("*.csv"):
@@ -47,6 +47,15 @@ def test_real_run_produces_every_output(tiny_run):
     assert {"spread_mm", "fallback"} <= set(agents.columns)
     ends = pd.read_csv(wd / "results" / "tiny01" / "agents" / "guided_endpoints.tsv", sep="\t")
     assert len(ends) == 3 * TINY["agent"]["n_starts"]
+    pin_ends = pd.read_csv(wd / "results" / "tiny01" / "pin" / "endpoints.tsv", sep="\t")
+    assert len(pin_ends) == 3 * TINY["pin"]["n_starts"] and (pin_ends["steps"] == TINY["pin"]["iterations"]).all()
+    # landmark-based rigid fit: identity is the image-based rigid registration itself, so it fits exactly
+    fits = pd.read_csv(wd / "results" / "cohort" / "rigid_fit.tsv", sep="\t").set_index("method")
+    assert set(fits.index) == set(methods) | {"rater_expert2", "truth"} and (fits["status"] == "ok").all()
+    assert fits.loc["identity", "rms_mm"] < 1e-3 and fits.loc["identity", "rotation_vs_image_deg"] < 0.01
+    assert fits.loc["truth", "rms_mm"] > 0.05  # the true motion near the cavity is not rigid
+    residuals = pd.read_csv(wd / "results" / "cohort" / "rigid_residuals.tsv", sep="\t")
+    assert len(residuals) == 3 * len(fits)
     summary = pd.read_csv(wd / "results" / "cohort" / "summary.tsv", sep="\t")
     assert set(summary["method"]) == set(methods) | {"rater_expert2"}
     jac = summary.set_index("method")["nonpositive_jacobian"]

@@ -18,6 +18,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = {
     "preprocess": {"skull_strip": "none", "n4": False, "spacing_mm": 1.0, "crop_margin_mm": 10, "normalise": "percentile"},
     "agent": {"updates": 60, "n_envs": 8, "batch": 16, "warmup": 200, "versions": 2, "n_starts": 6, "max_test_steps": 40},
+    "pin": {"updates": 60, "batch": 16, "versions": 2, "n_starts": 6, "iterations": 5},
 }
 
 

@@ -78,11 +78,17 @@ def agent_landmarks(wildcards):
     return [f"results/{p}/landmarks/agent_{v}.csv" for p in PATIENTS for v in agent_variants(p)]
 
 
+def pin_models(wildcards):
+    return expand("results/{patient}/pin/{landmark}.pt", patient=wildcards.patient, landmark=landmark_ids(wildcards.patient))
+
+
 def method_landmarks(wildcards):
     """Every results/<patient>/landmarks/<method>.csv the run produces."""
     files = expand("results/{patient}/landmarks/identity.csv", patient=PATIENTS)
     if is_activated("ants"):
         files += expand("results/{patient}/landmarks/{method}.csv", patient=PATIENTS, method=ANTS_METHODS)
+    if is_activated("pin"):
+        files += expand("results/{patient}/landmarks/pin.csv", patient=PATIENTS)
     return files + agent_landmarks(wildcards)
 
 
@@ -94,12 +100,15 @@ def jacobian_files(wildcards):
 
 
 def agent_outputs(wildcards):
-    """End points, trajectories and training logs of every agent (for the report)."""
+    """End points, trajectories and training logs of every agent and PIN (for the report)."""
     out = []
     for p in PATIENTS:
         for v in agent_variants(p):
             out += [f"results/{p}/agents/{v}_endpoints.tsv", f"results/{p}/agents/{v}_trajectories.tsv"]
             out += [f"results/{p}/agents/{lm}_{v}_training.tsv" for lm in landmark_ids(p)]
+        if is_activated("pin"):
+            out += [f"results/{p}/pin/endpoints.tsv", f"results/{p}/pin/trajectories.tsv"]
+            out += [f"results/{p}/pin/{lm}_training.tsv" for lm in landmark_ids(p)]
     return out
 
 
@@ -109,6 +118,8 @@ def patient_method_landmarks(wildcards):
     files = [f"results/{p}/landmarks/identity.csv"]
     if is_activated("ants"):
         files += [f"results/{p}/landmarks/{m}.csv" for m in ANTS_METHODS]
+    if is_activated("pin"):
+        files.append(f"results/{p}/landmarks/pin.csv")
     return files + [f"results/{p}/landmarks/agent_{v}.csv" for v in agent_variants(p)]
 
 

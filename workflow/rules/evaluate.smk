@@ -11,6 +11,10 @@ rule evaluate_cohort:
         errors=report("results/cohort/errors.tsv", caption="../report/errors.rst", category="Evaluation"),
         summary=report("results/cohort/summary.tsv", caption="../report/summary.rst", category="Evaluation"),
         predictions="results/cohort/predictions.tsv",
+        rigid_fit=report("results/cohort/rigid_fit.tsv", caption="../report/rigid_fit.rst", category="Evaluation"),
+        rigid_residuals="results/cohort/rigid_residuals.tsv",
+    params:
+        flag_mm=config.get("rigid_fit", {}).get("flag_mm", 4.0),
     log:
         "results/logs/evaluate_cohort/evaluate_cohort.log",
     conda:

@@ -8,6 +8,7 @@ rule build_report:
         errors="results/cohort/errors.tsv",
         predictions="results/cohort/predictions.tsv",
         warnings="results/cohort/warnings.tsv",
+        rigid_fit="results/cohort/rigid_fit.tsv",
         preproc=expand("results/{patient}/preproc", patient=PATIENTS),
         agents=agent_outputs,
         radiomics=radiomics_outputs,

@@ -53,6 +53,21 @@ class PatchVolume:
         # flat offsets of a patch at every stride 0..max_scale: a patch is one add and one gather
         self._flat_offsets = torch.stack([(grid * s * strides).sum(-1) for s in range(max_scale + 1)])
 
+    def flat_offsets(self, offsets: torch.Tensor) -> torch.Tensor:
+        """Flat-array offsets of integer voxel offsets (..., 3), for :meth:`gather`."""
+        return (offsets.to(self.device) * self._strides).sum(-1)
+
+    def gather(self, pos: torch.Tensor, flat_offsets: torch.Tensor, version: torch.Tensor | None = None) -> torch.Tensor:
+        """Values (N, C, M) at integer positions (N, 3) plus the M offsets of ``flat_offsets`` (M,) or (N, M)
+        (from :meth:`flat_offsets`; they must stay within the padding), from volume ``version`` (N,)."""
+        base = ((pos + self.pad) * self._strides).sum(-1)
+        if version is not None and self.versions > 1:
+            base = base + version * (self.channels * self._voxels)
+        if flat_offsets.ndim == 1:
+            flat_offsets = flat_offsets[None]
+        idx = (base[:, None] + self._chan[None, :])[:, :, None] + flat_offsets[:, None, :]
+        return torch.take(self.flat, idx)
+
     def clamp(self, pos: torch.Tensor) -> torch.Tensor:
         """Keep voxel positions inside the (unpadded) volume."""
         return torch.minimum(torch.clamp(pos, min=0), self.shape - 1)

@@ -37,11 +37,11 @@ def _info(preproc_dir) -> dict:
     return json.loads(p.read_text())
 
 
-def _modalities(info: dict, cfg: AgentConfig) -> list[str]:
+def _modalities(info: dict, cfg, key: str = "agent") -> list[str]:
     mods = list(cfg.modalities) or [info["reference_modality"]]
     unknown = [m for m in mods if m not in info["modalities"]]
     if unknown:
-        raise InputError(f"agent.modalities {unknown} not among the patient's modalities {info['modalities']}")
+        raise InputError(f"{key}.modalities {unknown} not among the patient's modalities {info['modalities']}")
     return mods
 
 
@@ -71,6 +71,8 @@ def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, s
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     _set_threads(threads)
     dev = pick_device(device)
+    log.info("device %s (requested %s, CUDA_VISIBLE_DEVICES=%s, cuda available: %s), %d torch threads", dev, device,
+             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), torch.cuda.is_available(), torch.get_num_threads())
     info = _info(preproc_dir)
     patient = info["patient"]
     mods = _modalities(info, cfg)
@@ -162,25 +164,38 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
         t0 = time.time()
         det = redetect(net, pre, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, forbidden, spacing, dev)
         seconds = time.time() - t0
-        pred = spatial.voxel_to_world(det.centre, affine)
-        fallback = bool(np.linalg.norm(pred - centre_world) > cfg.max_shift_mm)
-        if fallback:
-            log.warning("landmark %s (%s): prediction %.1f mm from the start centre; keeping the rigidly aligned position",
-                        lid, variant, np.linalg.norm(pred - centre_world))
-            pred = centre_world
-        rows.append({"landmark": lid, "x": pred[0], "y": pred[1], "z": pred[2], "spread_mm": float(det.spread_vox.mean()),
-                     "fallback": int(fallback), "seconds": round(seconds, 3)})
-        end_w = spatial.voxel_to_world(det.ends, affine)
-        start_w = spatial.voxel_to_world(starts.astype(float), affine)
-        for k in range(len(starts)):
-            ends.append({"landmark": lid, "start": k, "start_x": start_w[k, 0], "start_y": start_w[k, 1], "start_z": start_w[k, 2],
-                         "x": end_w[k, 0], "y": end_w[k, 1], "z": end_w[k, 2], "steps": int(det.steps[k])})
-        tw = spatial.voxel_to_world(det.trajectories.reshape(-1, 3).astype(float), affine).reshape(det.trajectories.shape)
-        for k in range(len(starts)):
-            last = int(det.steps[k])
-            for t in range(last + 1):
-                trajs.append((lid, k, t, *tw[t, k]))
-        log.info("landmark %s (%s): spread %.2f mm, %.2f s", lid, variant, det.spread_vox.mean(), seconds)
+        rec = detection_records(lid, det, starts, affine, centre_world, cfg.max_shift_mm, seconds, variant)
+        rows.append(rec[0])
+        ends += rec[1]
+        trajs += rec[2]
+    return write_detections(rows, ends, trajs, out_csv, out_ends, out_traj)
+
+
+def detection_records(lid: str, det, starts: np.ndarray, affine: np.ndarray, centre_world: np.ndarray,
+                      max_shift_mm: float, seconds: float, label: str) -> tuple[dict, list, list]:
+    """One landmark's detection (voxels of the preprocessing grid) as table rows in pre-op world RAS mm:
+    the prediction (with the fallback to ``centre_world`` beyond ``max_shift_mm``), the end points, the trajectories."""
+    pred = spatial.voxel_to_world(det.centre, affine)
+    shift = float(np.linalg.norm(pred - centre_world))
+    fallback = shift > max_shift_mm
+    if fallback:
+        log.warning("landmark %s (%s): prediction %.1f mm from the start centre; keeping the rigidly aligned position",
+                    lid, label, shift)
+        pred = centre_world
+    row = {"landmark": lid, "x": pred[0], "y": pred[1], "z": pred[2], "spread_mm": float(det.spread_vox.mean()),
+           "fallback": int(fallback), "seconds": round(seconds, 3)}
+    end_w = spatial.voxel_to_world(det.ends, affine)
+    start_w = spatial.voxel_to_world(np.asarray(starts, dtype=float), affine)
+    ends = [{"landmark": lid, "start": k, "start_x": start_w[k, 0], "start_y": start_w[k, 1], "start_z": start_w[k, 2],
+             "x": end_w[k, 0], "y": end_w[k, 1], "z": end_w[k, 2], "steps": int(det.steps[k])} for k in range(len(starts))]
+    tw = spatial.voxel_to_world(det.trajectories.reshape(-1, 3).astype(float), affine).reshape(det.trajectories.shape)
+    trajs = [(lid, k, t, *tw[t, k]) for k in range(len(starts)) for t in range(int(det.steps[k]) + 1)]
+    log.info("landmark %s (%s): spread %.2f mm, %.2f s", lid, label, det.spread_vox.mean(), seconds)
+    return row, ends, trajs
+
+
+def write_detections(rows, ends, trajs, out_csv, out_ends, out_traj) -> pd.DataFrame:
+    """Write the predictions (landmark CSV), the end points and the trajectories; return the predictions."""
     df = pd.DataFrame(rows)
     io.write_landmarks(df, out_csv)
     io.write_table(pd.DataFrame(ends), out_ends, float_format="%.3f")

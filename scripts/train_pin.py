@@ -1,0 +1,22 @@
+"""Snakemake adapter: train the PIN of one landmark (landmarkflow.pin)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
+
+from landmarkflow.logutil import log_to  # noqa: E402
+from landmarkflow.pin import PinConfig, train_pin  # noqa: E402
+
+with log_to(snakemake.log[0]):  # noqa: F821
+    settings = {k: v for k, v in snakemake.params.settings.items() if k not in ("activate", "device")}  # noqa: F821
+    train_pin(
+        preproc_dir=snakemake.input.preproc,  # noqa: F821
+        landmark=snakemake.wildcards.landmark,  # noqa: F821
+        cfg=PinConfig(**settings),
+        seed=snakemake.params.seed,  # noqa: F821
+        out_model=snakemake.output.model,  # noqa: F821
+        out_log=snakemake.output.log_tsv,  # noqa: F821
+        device=snakemake.params.settings.get("device", "auto"),  # noqa: F821
+        threads=snakemake.threads,  # noqa: F821
+    )

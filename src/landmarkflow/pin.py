@@ -1,0 +1,303 @@
+"""PIN: a patch-based iterative network (Li et al., "Fast Multiple Landmark Localisation Using a
+Patch-based Iterative Network", MICCAI 2018), trained patient-specifically like the agents.
+
+The supervised rival of the reinforcement-learning agent. A CNN looks at the patch around the current
+point and predicts both the displacement to the landmark (regression, in units of half the start box)
+and the direction among the six axis directions +-x, +-y, +-z (classification: the axis of the largest
+displacement component and its sign), trained jointly with
+``loss = (1 - a) * mean squared displacement error + a * cross-entropy`` (``a`` = 0.5 in the paper).
+
+Input: the paper's 2.5D patch, three orthogonal 2D patches (axial, coronal, sagittal planes through
+the point) as channels, or a 3D patch (``input: 3d``); at several sampling strides (``scales``, voxels
+between samples: a coarse one sees the whole start box, a fine one the detail), and for several
+co-registered modalities; all of them stacked as channels.
+
+Training: on the post-op scan and its augmented copies (the agents' augmentation: cavity filled with
+tissue-like texture, smoothing, bias field, then per-batch gain, gamma and noise), points drawn in the
+start box around the landmark (a share of them near it, for precision).
+
+Inference, the paper's rule C: ``x <- x + P_max * d`` for ``iterations`` steps from the agents' 20
+fixed start points, where ``d`` is the predicted displacement and ``P_max`` the highest class
+probability (a confident network takes the full step); the prediction is the mean of the end points
+(the paper averages them), ``spread_mm`` their mean distance to it, with the agents' fallback to the
+rigidly aligned position beyond ``max_shift_mm``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from . import io, spatial
+from .agent.detect import Detection, start_points
+from .agent.env import PatchVolume
+from .agent.pipeline import _info, _mask, _modalities, _set_threads, _stack, detection_records, write_detections
+from .agent.train import augmented_versions, pick_device, seed_for
+from .io import InputError
+
+log = logging.getLogger(__name__)
+
+INPUTS = ("2.5d", "3d")
+
+
+@dataclass
+class PinConfig:
+    """PIN parameters (config key ``pin``)."""
+
+    input: str = "2.5d"  # "2.5d": three orthogonal 2D patches as channels (the paper); "3d": one 3D patch
+    patch: int = 21  # patch edge in samples (odd)
+    scales: list = field(default_factory=lambda: [3, 1])  # sampling strides in voxels, one set of channels each
+    box_mm: float = 50.0  # training points and test starts lie in a box of this edge around the landmark
+    near_fraction: float = 0.5  # share of training points drawn within near_mm of the landmark
+    near_mm: float = 5.0
+    alpha: float = 0.5  # loss weight of the classification
+    unit_mm: float = 5.0  # the regression predicts the displacement in this unit
+    updates: int = 600
+    batch: int = 64
+    lr: float = 1e-3
+    versions: int = 4  # training volumes: the image and versions-1 augmented copies (as the agents)
+    fill_cavity: bool = True
+    width: int = 32
+    n_starts: int = 20  # test: the agents' fixed start points
+    iterations: int = 10  # test: T steps of rule C
+    max_shift_mm: float = 10.0  # test: a prediction farther than this from the start centre falls back to it
+    modalities: list = field(default_factory=list)  # channels; empty = the reference modality only
+
+    def __post_init__(self):
+        if self.input not in INPUTS:
+            raise ValueError(f"pin.input {self.input!r}: expected one of {', '.join(INPUTS)}")
+        if self.patch % 2 != 1 or self.patch < 11:
+            raise ValueError(f"pin.patch {self.patch}: expected an odd number of at least 11")
+        if not self.scales or min(self.scales) < 1:
+            raise ValueError(f"pin.scales {self.scales}: expected positive integers")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def direction_class(d: torch.Tensor) -> torch.Tensor:
+    """The class of displacements (N, 3): 2 * axis of the largest |component| + (1 if it is negative),
+    in the order of the agents' actions (+x, -x, +y, -y, +z, -z)."""
+    axis = d.abs().argmax(dim=1)
+    negative = (d.gather(1, axis[:, None])[:, 0] < 0).long()
+    return 2 * axis + negative
+
+
+class PatchSampler:
+    """Gathers PIN inputs at integer voxel positions from a :class:`PatchVolume`."""
+
+    def __init__(self, volume: PatchVolume, cfg: PinConfig):
+        self.vol, self.cfg = volume, cfg
+        r = torch.arange(-(cfg.patch // 2), cfg.patch // 2 + 1)
+        a, b = torch.meshgrid(r, r, indexing="ij")
+        zero = torch.zeros_like(a)
+        if cfg.input == "2.5d":  # planes normal to x (sagittal), y (coronal), z (axial)
+            grid = torch.stack([torch.stack([zero, a, b], -1), torch.stack([a, zero, b], -1), torch.stack([a, b, zero], -1)])
+        else:
+            grid = torch.stack(torch.meshgrid(r, r, r, indexing="ij"), -1)
+        self.offsets = torch.cat([volume.flat_offsets(grid.reshape(-1, 3) * s) for s in cfg.scales])
+        self.channels = volume.channels * len(cfg.scales) * (3 if cfg.input == "2.5d" else 1)
+
+    def __call__(self, pos: torch.Tensor, version: torch.Tensor | None = None) -> torch.Tensor:
+        p = self.cfg.patch
+        x = self.vol.gather(self.vol.clamp(pos), self.offsets, version)  # (N, C, scales * planes * P^2 or P^3)
+        tail = (p, p) if self.cfg.input == "2.5d" else (p, p, p)
+        return x.reshape(x.shape[0], self.channels, *tail)
+
+
+class PinNet(nn.Module):
+    """Three convolutions and a fully connected layer; a regression head (3) and a classification head (6)."""
+
+    def __init__(self, in_channels: int, patch: int = 21, width: int = 32, dims: int = 2, hidden: int = 128):
+        super().__init__()
+        conv, pool = (nn.Conv2d, nn.MaxPool2d) if dims == 2 else (nn.Conv3d, nn.MaxPool3d)
+        self.features = nn.Sequential(
+            conv(in_channels, width, 3), nn.ReLU(), pool(2),
+            conv(width, 2 * width, 3), nn.ReLU(), pool(2),
+            conv(2 * width, 2 * width, 3, padding=1), nn.ReLU(), nn.Flatten(),
+        )
+        with torch.no_grad():
+            n = self.features(torch.zeros(1, in_channels, *(patch,) * dims)).shape[1]
+        self.hidden = nn.Sequential(nn.Linear(n, hidden), nn.ReLU())
+        self.regression = nn.Linear(hidden, 3)
+        self.classification = nn.Linear(hidden, 6)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.hidden(self.features(x))
+        return self.regression(h), self.classification(h)
+
+
+def _augment(x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """Per sample: random gain, gamma and noise (the agents' per-batch augmentation)."""
+    shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+    gain = torch.empty(shape, device=x.device).uniform_(0.85, 1.15, generator=gen)
+    gamma = torch.exp(torch.empty(shape, device=x.device).uniform_(-0.3, 0.3, generator=gen))
+    sigma = torch.empty(shape, device=x.device).uniform_(0.0, 0.04, generator=gen)
+    noise = torch.randn(x.shape, device=x.device, generator=gen)
+    return gain * torch.clamp(x, min=0) ** gamma + sigma * noise
+
+
+class PinTrainer:
+    """One patient-specific PIN: ``volumes`` (K, C, X, Y, Z), the landmark's voxel position ``target_vox``."""
+
+    def __init__(self, volumes: np.ndarray, target_vox, cfg: PinConfig, seed: int, device="cpu", spacing=(1.0, 1.0, 1.0)):
+        self.cfg = cfg
+        self.device = torch.device(device)
+        torch.manual_seed(seed)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(seed)
+        vols = torch.as_tensor(volumes, dtype=torch.float32, device=self.device)
+        self.vol = PatchVolume(vols, cfg.patch, max(cfg.scales), spacing)
+        self.sampler = PatchSampler(self.vol, cfg)
+        self.spacing = torch.as_tensor(spacing, dtype=torch.float32, device=self.device)
+        self.half_mm = cfg.box_mm / 2
+        self.target = torch.as_tensor(target_vox, dtype=torch.float32, device=self.device)
+        self.net = PinNet(self.sampler.channels, cfg.patch, cfg.width, 2 if cfg.input == "2.5d" else 3).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.log_rows: list[dict] = []
+
+    def sample(self, n: int):
+        """n training points: (positions (n, 3) voxels, versions (n,), displacements to the target (n, 3) mm)."""
+        u = torch.rand(n, 3, device=self.device, generator=self.gen) * 2 - 1
+        near = int(round(n * self.cfg.near_fraction))
+        half = torch.full((n, 1), self.half_mm, device=self.device)
+        half[:near] = self.cfg.near_mm
+        pos = self.vol.clamp(torch.round(self.target + u * half / self.spacing).long())
+        version = torch.randint(0, self.vol.versions, (n,), device=self.device, generator=self.gen)
+        disp = (self.target - pos) * self.spacing
+        return pos, version, disp
+
+    def step(self) -> dict:
+        pos, version, disp = self.sample(self.cfg.batch)
+        x = _augment(self.sampler(pos, version), self.gen)
+        d_pred, logits = self.net(x)
+        mse = ((d_pred - disp / self.cfg.unit_mm) ** 2).sum(1).mean()
+        ce = nn.functional.cross_entropy(logits, direction_class(disp))
+        loss = (1 - self.cfg.alpha) * mse + self.cfg.alpha * ce
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        with torch.no_grad():
+            err = torch.linalg.norm(d_pred * self.cfg.unit_mm - disp, dim=1).mean()
+            acc = (logits.argmax(1) == direction_class(disp)).float().mean()
+        return {"loss": loss.item(), "mse": mse.item(), "ce": ce.item(), "accuracy": acc.item(), "displacement_error_mm": err.item()}
+
+    def train(self, log_every: int = 50) -> list[dict]:
+        t0 = time.time()
+        window: list[dict] = []
+        for update in range(1, self.cfg.updates + 1):
+            window.append(self.step())
+            if update % log_every == 0 or update == self.cfg.updates:
+                row = {"update": update, **{k: float(np.mean([w[k] for w in window])) for k in window[0]},
+                       "seconds": round(time.time() - t0, 2)}
+                self.log_rows.append(row)
+                window = []
+        return self.log_rows
+
+
+@torch.no_grad()
+def localise(net: PinNet, cfg: PinConfig, volume: np.ndarray, starts: np.ndarray, spacing=(1.0, 1.0, 1.0), device="cpu") -> Detection:
+    """Rule C from every start at once: ``x <- x + P_max * d`` for ``cfg.iterations`` steps; centre = mean of the end points."""
+    device = torch.device(device)
+    net = net.to(device).eval()
+    vol = PatchVolume(torch.as_tensor(volume, dtype=torch.float32, device=device), cfg.patch, max(cfg.scales), spacing)
+    sampler = PatchSampler(vol, cfg)
+    sp = torch.as_tensor(spacing, dtype=torch.float32, device=device)
+    upper = (vol.shape - 1).float()
+    x = torch.as_tensor(starts, dtype=torch.float32, device=device)
+    traj = [x.clone()]
+    for _ in range(cfg.iterations):
+        d, logits = net(sampler(torch.round(x).long()))
+        p_max = torch.softmax(logits, dim=1).max(dim=1).values
+        x = torch.minimum(torch.clamp(x + p_max[:, None] * d * cfg.unit_mm / sp, min=0), upper)
+        traj.append(x.clone())
+    ends = x.cpu().numpy().astype(float)
+    centre = ends.mean(axis=0)
+    spread = np.linalg.norm((ends - centre) * np.asarray(spacing), axis=1)
+    n = len(starts)
+    return Detection(centre, ends, torch.stack(traj).cpu().numpy().astype(float), np.full(n, cfg.iterations), spread)
+
+
+# ------------------------------------------------------------------------------------ patients
+def train_pin(preproc_dir, landmark: str, cfg: PinConfig, seed: int, out_model, out_log,
+              device: str = "auto", threads: int | None = None) -> dict:
+    """Train the PIN of one landmark on the post-op scan; write the model (.pt) and its training log (.tsv)."""
+    _set_threads(threads)
+    dev = pick_device(device)
+    log.info("device %s (requested %s, CUDA_VISIBLE_DEVICES=%s), %d torch threads", dev, device,
+             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), torch.get_num_threads())
+    info = _info(preproc_dir)
+    patient = info["patient"]
+    mods = _modalities(info, cfg, "pin")
+    post, affine = _stack(preproc_dir, "post", mods)
+    lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+    row = lm[lm["landmark"] == str(landmark)]
+    if row.empty:
+        raise InputError(f"landmark {landmark!r} is not in the post-op landmarks of {patient} ({', '.join(lm['landmark'])})")
+    target = spatial.world_to_voxel(io.points_of(row)[0], affine)
+    s = seed_for(seed, patient, landmark, "pin")
+    rng = np.random.default_rng(s)
+    versions = augmented_versions(post, _mask(preproc_dir, "post_brain"), _mask(preproc_dir, "post_resection"),
+                                  cfg.versions, rng, cfg.fill_cavity)
+    t0 = time.time()
+    trainer = PinTrainer(versions, target, cfg, s, dev, spatial.spacing_of(affine))
+    rows = trainer.train()
+    seconds = time.time() - t0
+    state = {"state_dict": trainer.net.state_dict(), "config": cfg.to_dict(), "patient": patient, "landmark": str(landmark),
+             "modalities": mods, "seed": s, "in_channels": trainer.sampler.channels, "train_seconds": seconds,
+             "device": str(dev), "torch": torch.__version__}
+    with io.atomic_path(out_model, suffix=".pt") as tmp:
+        torch.save(state, tmp)
+    io.write_table(pd.DataFrame(rows), out_log)
+    log.info("%s landmark %s (pin): %d updates in %.1f s on %s, last displacement error %.2f mm",
+             patient, landmark, cfg.updates, seconds, dev, rows[-1]["displacement_error_mm"])
+    return state
+
+
+def load_pin(path, device="cpu") -> tuple[PinNet, dict]:
+    state = torch.load(path, map_location=device, weights_only=False)
+    cfg = PinConfig(**state["config"])
+    net = PinNet(state["in_channels"], cfg.patch, cfg.width, 2 if cfg.input == "2.5d" else 3)
+    net.load_state_dict(state["state_dict"])
+    return net, state
+
+
+def redetect_pin(preproc_dir, models, seed: int, out_csv, out_ends, out_traj, device: str = "auto",
+                 threads: int | None = None) -> pd.DataFrame:
+    """Localise every landmark in the pre-op scan with its PIN from the agents' fixed start points.
+
+    Writes ``landmark,x,y,z,spread_mm,fallback,seconds`` (pre-op world RAS mm), the end points and the
+    trajectories, as the agents' redetection does.
+    """
+    _set_threads(threads)
+    dev = pick_device(device)
+    info = _info(preproc_dir)
+    start_lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+    rows, ends, trajs = [], [], []
+    volumes: dict = {}
+    for path in models:
+        net, state = load_pin(path, dev)
+        cfg = PinConfig(**state["config"])
+        key = tuple(state["modalities"])
+        if key not in volumes:
+            volumes[key] = _stack(preproc_dir, "pre", key)
+        pre, affine = volumes[key]
+        spacing = spatial.spacing_of(affine)
+        lid = state["landmark"]
+        centre_world = io.points_of(start_lm[start_lm["landmark"] == lid])[0]
+        starts = start_points(spatial.world_to_voxel(centre_world, affine), cfg.n_starts, cfg.box_mm, spacing, seed)
+        t0 = time.time()
+        det = localise(net, cfg, pre, starts, spacing, dev)
+        rec = detection_records(lid, det, starts, affine, centre_world, cfg.max_shift_mm, time.time() - t0, "pin")
+        rows.append(rec[0])
+        ends += rec[1]
+        trajs += rec[2]
+    return write_detections(rows, ends, trajs, out_csv, out_ends, out_traj)
