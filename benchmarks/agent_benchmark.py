@@ -1,4 +1,4 @@
-"""Agent benchmark: prints the figures the agent issue asks for (not a test).
+"""Agent and PIN benchmark: prints the figures the agent issue asks for, and PIN's (not a test).
 
     .venv/bin/python benchmarks/agent_benchmark.py [--preproc results/demo01/preproc] [--device cpu|cuda] [--threads 2]
 
@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from landmarkflow.agent.detect import redetect, start_points  # noqa: E402
 from landmarkflow.agent.env import LandmarkEnv, PatchVolume  # noqa: E402
 from landmarkflow.agent.train import AgentConfig, Trainer, augmented_versions  # noqa: E402
+from landmarkflow.pin import PinConfig, PinTrainer, localise  # noqa: E402
 
 
 def load(preproc):
@@ -105,6 +106,24 @@ def main():
     print(f"redetection: {dt:.2f} s per landmark ({cfg.n_starts} starts, {int(det.steps.max())} steps at most)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak memory (process RSS): {peak:.0f} MB" + (f"; GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if dev.type == "cuda" else ""))
+
+    # 4. PIN, the supervised rival: one training and one localisation with the default config
+    pcfg = PinConfig()
+    t0 = time.perf_counter()
+    pt = PinTrainer(versions, target, pcfg, seed=0, device=dev)
+    pt.train(log_every=10**9)
+    if dev.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    print(f"PIN training: {pcfg.updates} updates in {dt:.1f} s = {pcfg.updates / dt:.1f} updates/s "
+          f"(batch {pcfg.batch}, {pcfg.input} input, patch {pcfg.patch}, strides {pcfg.scales})")
+    starts = start_points(target, pcfg.n_starts, pcfg.box_mm, (1, 1, 1), seed=0)
+    localise(pt.net, pcfg, pre[None], starts, device=dev)  # warm-up
+    t0 = time.perf_counter()
+    localise(pt.net, pcfg, pre[None], starts, device=dev)
+    print(f"PIN localisation: {time.perf_counter() - t0:.3f} s per landmark ({pcfg.n_starts} starts, {pcfg.iterations} iterations)")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory after PIN (process RSS): {peak:.0f} MB")
 
 
 if __name__ == "__main__":

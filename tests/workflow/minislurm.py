@@ -131,7 +131,7 @@ class MiniSlurm:
             "SlurmdTimeout=300",
             "InactiveLimit=0",
             "KillWait=10",
-            "MinJobAge=300",  # finished jobs stay visible to squeue for 5 minutes
+            "MinJobAge=3600",  # finished jobs stay visible (squeue, scontrol) for an hour
             f"NodeName={self.node} NodeAddr=127.0.0.1 CPUs={self.cpus} RealMemory={self.mem_mb} Gres=gpu:fake:1 State=UNKNOWN",
         ]
         lines += [f"PartitionName={p} Nodes=ALL Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE State=UP"

@@ -89,31 +89,31 @@ def test_slurm_run_matches_the_local_run(cluster, tiny_run, tmp_path):
     assert any(f.startswith("logs/slurm/train_agent/") and f.endswith(".log") for f in slurm_logs), sorted(slurm_logs)
 
     # the same seed gives the same landmarks (seeded CPU training, deterministic preprocessing)
-    for name in ("agent_guided", "agent_baseline", "identity"):
+    for name in ("agent_guided", "agent_baseline", "pin", "identity"):
         got = pd.read_csv(wd / "results" / "tiny01" / "landmarks" / f"{name}.csv")
         want = pd.read_csv(local / "results" / "tiny01" / "landmarks" / f"{name}.csv")
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=name)
-    for variant in ("guided", "baseline"):
-        got = pd.read_csv(wd / "results" / "tiny01" / "agents" / f"{variant}_endpoints.tsv", sep="\t")
-        want = pd.read_csv(local / "results" / "tiny01" / "agents" / f"{variant}_endpoints.tsv", sep="\t")
-        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=f"{variant} end points")
+    for ends in ("agents/guided_endpoints.tsv", "agents/baseline_endpoints.tsv", "pin/endpoints.tsv"):
+        got = pd.read_csv(wd / "results" / "tiny01" / ends, sep="\t")
+        want = pd.read_csv(local / "results" / "tiny01" / ends, sep="\t")
+        pd.testing.assert_frame_equal(got, want, check_exact=True, obj=ends)
 
-    # the GPU request reached SLURM intact: agents went to the gpu partition with one GPU each,
-    # saw the (fake) device and trained on the CPU; nothing else asked for a GPU
+    # the GPU requests reached SLURM intact: agents and PINs went to the gpu partition with one GPU
+    # each; nothing else asked for a GPU; every job got at most the node's CPUs
     seen = jobs(cluster)
-    agents = [j for j in seen if "rule_train_agent" in j.get("Comment", "")]
-    assert len(agents) == 6, [j.get("Comment") for j in seen]
-    for job in seen:
-        is_agent = job in agents
+    rules = [re.match(r"rule_(.+?)(?:_wildcards_|$)", j.get("Comment", "")).group(1) for j in seen]
+    assert rules.count("train_agent") == 6 and rules.count("train_pin") == 3, rules
+    for rule, job in zip(rules, seen):
+        on_gpu = rule in ("train_agent", "train_pin")
         assert job["JobState"] == "COMPLETED", job
-        assert job["Partition"] == ("gpu" if is_agent else "cpu"), job
-        assert ("gpu:1" in job.get("TresPerJob", "")) == is_agent, job
+        assert job["Partition"] == ("gpu" if on_gpu else "cpu"), job
+        assert ("gpu:1" in job.get("TresPerJob", "")) == on_gpu, job
         assert int(job["NumCPUs"]) <= cluster.cpus
     for log in (wd / "results" / "logs" / "train_agent" / "tiny01").glob("*.log"):
         text = log.read_text()
         assert "CUDA_VISIBLE_DEVICES=0" in text and "device cpu" in text, text
     local_log = next((local / "results" / "logs" / "train_agent" / "tiny01").glob("*.log")).read_text()
-    assert "CUDA_VISIBLE_DEVICES=unset" in local_log
+    assert f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}" in local_log  # not set by SLURM
 
 
 def test_failed_job_names_its_log(cluster, small_cohort, tmp_path):
