@@ -9,6 +9,10 @@ The node declares one fake GPU (``gres.conf``: ``Name=gpu Type=fake File=/dev/nu
 asks ``--gpus=1`` is scheduled as on a GPU node; it then sees ``CUDA_VISIBLE_DEVICES`` but no device,
 and our code runs on the CPU.
 
+Jobs find ``srun`` through a wrapper in ``<folder>/bin`` that sets ``SLURM_CONF``: Snakemake's
+jobstep plugin drops every ``SLURM_*`` variable before it calls ``srun`` in a job, and only a
+cluster with its configuration in the default place (``/etc/slurm``) manages without it.
+
     python tests/workflow/minislurm.py start DIR    # prints the export line for SLURM_CONF
     python tests/workflow/minislurm.py stop DIR
 """
@@ -84,13 +88,14 @@ class MiniSlurm:
     @property
     def env(self):
         """The environment for SLURM's client commands (sbatch, squeue) and for Snakemake."""
-        return dict(os.environ, SLURM_CONF=str(self.conf))
+        path = f"{self.dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"
+        return dict(os.environ, SLURM_CONF=str(self.conf), PATH=path)
 
     def log(self, name):
         return self.dir / "log" / f"{name}.log"
 
     def write_config(self):
-        for sub in ("etc", "munge", "state", "spool", "log", "run"):
+        for sub in ("etc", "munge", "state", "spool", "log", "run", "bin"):
             (self.dir / sub).mkdir(parents=True, exist_ok=True)
         # munged checks that its folders are not writable by others and can be reached by its user
         os.chmod(self.dir, 0o755)
@@ -137,6 +142,13 @@ class MiniSlurm:
         lines += [f"PartitionName={p} Nodes=ALL Default={'YES' if i == 0 else 'NO'} MaxTime=INFINITE State=UP"
                   for i, p in enumerate(PARTITIONS)]
         self.conf.write_text("\n".join(lines) + "\n")
+        # Snakemake's jobstep plugin removes every SLURM_* variable, SLURM_CONF included, before it
+        # calls srun inside a job; a real cluster has its slurm.conf where srun looks by default
+        # (/etc/slurm), this one does not, so the jobs find an srun that knows where it is.
+        (self.dir / "bin").mkdir(exist_ok=True)
+        wrapper = self.dir / "bin" / "srun"
+        wrapper.write_text(f'#!/bin/sh\nSLURM_CONF={self.conf} exec {shutil.which("srun") or "/usr/bin/srun"} "$@"\n')
+        wrapper.chmod(0o755)
         (self.dir / "etc" / "gres.conf").write_text(f"NodeName={self.node} Name=gpu Type=fake File=/dev/null\n")
 
     # --- daemons ------------------------------------------------------------------------------
