@@ -13,7 +13,7 @@ Jobs find ``srun`` through a wrapper in ``<folder>/bin`` that sets ``SLURM_CONF`
 jobstep plugin drops every ``SLURM_*`` variable before it calls ``srun`` in a job, and only a
 cluster with its configuration in the default place (``/etc/slurm``) manages without it.
 
-    python tests/workflow/minislurm.py start DIR    # prints the export line for SLURM_CONF
+    python tests/workflow/minislurm.py start DIR    # prints the export line (SLURM_CONF, PATH)
     python tests/workflow/minislurm.py stop DIR
 """
 
@@ -229,7 +229,7 @@ def main(argv):
         cluster = MiniSlurm(folder).start()
         pids = {n: p.pid for n, p in cluster.procs.items()}
         (folder / "run" / "pids").write_text("\n".join(f"{n} {pid}" for n, pid in pids.items()) + "\n")
-        print(f"export SLURM_CONF={cluster.conf}")
+        print(f"export SLURM_CONF={cluster.conf} PATH={cluster.dir / 'bin'}:$PATH")
         os._exit(0)  # leave the daemons running
     for line in reversed((folder / "run" / "pids").read_text().splitlines()):
         name, pid = line.split()
