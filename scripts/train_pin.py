@@ -9,11 +9,10 @@ from landmarkflow.logutil import log_to  # noqa: E402
 from landmarkflow.pin import PinConfig, train_pin  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
-    settings = {k: v for k, v in snakemake.params.settings.items() if k not in ("activate", "device")}  # noqa: F821
     train_pin(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
         landmark=snakemake.wildcards.landmark,  # noqa: F821
-        cfg=PinConfig(**settings),
+        cfg=PinConfig.from_settings(snakemake.params.settings),  # noqa: F821
         seed=snakemake.params.seed,  # noqa: F821
         out_model=snakemake.output.model,  # noqa: F821
         out_log=snakemake.output.log_tsv,  # noqa: F821

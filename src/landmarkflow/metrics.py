@@ -30,6 +30,11 @@ def method_sort_key(name: str):
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 
 
+def sort_methods(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of a table with a ``method`` column in the fixed method order (stable within a method)."""
+    return df.iloc[sorted(range(len(df)), key=lambda i: method_sort_key(df["method"].iloc[i]))].reset_index(drop=True)
+
+
 def collect_predictions(m: Manifest, results_dir="results") -> pd.DataFrame:
     """Every ``results/<patient>/landmarks/<method>.csv`` as one tidy table, plus the extra pre-op raters.
 
@@ -109,7 +114,7 @@ def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None) -> pd.DataF
     if jacobian is not None and len(jacobian):
         out = out.merge(jacobian.groupby("method", as_index=False)["nonpositive_jacobian"].mean(), on="method", how="left")
     if len(out):
-        out = out.iloc[sorted(range(len(out)), key=lambda i: method_sort_key(out["method"].iloc[i]))].reset_index(drop=True)
+        out = sort_methods(out)
     return out
 
 

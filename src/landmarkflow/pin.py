@@ -26,10 +26,8 @@ rigidly aligned position beyond ``max_shift_mm``.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -37,11 +35,11 @@ import torch
 from torch import nn
 
 from . import io, spatial
-from .agent.detect import Detection, start_points
+from .agent.detect import Detection
 from .agent.env import PatchVolume
-from .agent.pipeline import _info, _mask, _modalities, _set_threads, _stack, detection_records, write_detections
-from .agent.train import augmented_versions, pick_device, seed_for
-from .io import InputError
+from .agent.pipeline import (_info, _mask, _modalities, _post_landmarks, _pre_volume, _setup, _stack, _starts, _target,
+                             detection_records, write_detections)
+from .agent.train import augmented_versions, seed_for
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +79,11 @@ class PinConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def from_settings(cls, settings: dict) -> "PinConfig":
+        """From the config's ``pin`` section (``activate`` and ``device`` belong to the workflow)."""
+        return cls(**{k: v for k, v in settings.items() if k not in ("activate", "device")})
 
 
 def direction_class(d: torch.Tensor) -> torch.Tensor:
@@ -204,11 +207,13 @@ class PinTrainer:
 
 
 @torch.no_grad()
-def localise(net: PinNet, cfg: PinConfig, volume: np.ndarray, starts: np.ndarray, spacing=(1.0, 1.0, 1.0), device="cpu") -> Detection:
-    """Rule C from every start at once: ``x <- x + P_max * d`` for ``cfg.iterations`` steps; centre = mean of the end points."""
+def localise(net: PinNet, cfg: PinConfig, volume, starts: np.ndarray, spacing=(1.0, 1.0, 1.0), device="cpu") -> Detection:
+    """Rule C from every start at once: ``x <- x + P_max * d`` for ``cfg.iterations`` steps; centre = mean of the end points.
+    ``volume``: (C, X, Y, Z) array, or a :class:`PatchVolume` on ``device`` (to share one between landmarks)."""
     device = torch.device(device)
     net = net.to(device).eval()
-    vol = PatchVolume(torch.as_tensor(volume, dtype=torch.float32, device=device), cfg.patch, max(cfg.scales), spacing)
+    vol = volume if isinstance(volume, PatchVolume) else PatchVolume(
+        torch.as_tensor(volume, dtype=torch.float32, device=device), cfg.patch, max(cfg.scales), spacing)
     sampler = PatchSampler(vol, cfg)
     sp = torch.as_tensor(spacing, dtype=torch.float32, device=device)
     upper = (vol.shape - 1).float()
@@ -230,19 +235,12 @@ def localise(net: PinNet, cfg: PinConfig, volume: np.ndarray, starts: np.ndarray
 def train_pin(preproc_dir, landmark: str, cfg: PinConfig, seed: int, out_model, out_log,
               device: str = "auto", threads: int | None = None) -> dict:
     """Train the PIN of one landmark on the post-op scan; write the model (.pt) and its training log (.tsv)."""
-    _set_threads(threads)
-    dev = pick_device(device)
-    log.info("device %s (requested %s, CUDA_VISIBLE_DEVICES=%s), %d torch threads", dev, device,
-             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), torch.get_num_threads())
+    dev = _setup(device, threads)
     info = _info(preproc_dir)
     patient = info["patient"]
     mods = _modalities(info, cfg, "pin")
     post, affine = _stack(preproc_dir, "post", mods)
-    lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
-    row = lm[lm["landmark"] == str(landmark)]
-    if row.empty:
-        raise InputError(f"landmark {landmark!r} is not in the post-op landmarks of {patient} ({', '.join(lm['landmark'])})")
-    target = spatial.world_to_voxel(io.points_of(row)[0], affine)
+    _, target = _target(preproc_dir, info, landmark, affine)
     s = seed_for(seed, patient, landmark, "pin")
     rng = np.random.default_rng(s)
     versions = augmented_versions(post, _mask(preproc_dir, "post_brain"), _mask(preproc_dir, "post_resection"),
@@ -277,25 +275,24 @@ def redetect_pin(preproc_dir, models, seed: int, out_csv, out_ends, out_traj, de
     Writes ``landmark,x,y,z,spread_mm,fallback,seconds`` (pre-op world RAS mm), the end points and the
     trajectories, as the agents' redetection does.
     """
-    _set_threads(threads)
-    dev = pick_device(device)
+    dev = _setup(device, threads)
     info = _info(preproc_dir)
-    start_lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+    start_lm = _post_landmarks(preproc_dir, info)
     rows, ends, trajs = [], [], []
     volumes: dict = {}
+    padded: dict = {}  # one PatchVolume on the device per modalities and patch geometry, shared by the landmarks
     for path in models:
         net, state = load_pin(path, dev)
         cfg = PinConfig(**state["config"])
-        key = tuple(state["modalities"])
-        if key not in volumes:
-            volumes[key] = _stack(preproc_dir, "pre", key)
-        pre, affine = volumes[key]
+        pre, affine = _pre_volume(volumes, preproc_dir, state["modalities"])
         spacing = spatial.spacing_of(affine)
+        key = (tuple(state["modalities"]), cfg.patch, max(cfg.scales))
+        if key not in padded:
+            padded[key] = PatchVolume(torch.as_tensor(pre, dtype=torch.float32, device=dev), cfg.patch, max(cfg.scales), spacing)
         lid = state["landmark"]
-        centre_world = io.points_of(start_lm[start_lm["landmark"] == lid])[0]
-        starts = start_points(spatial.world_to_voxel(centre_world, affine), cfg.n_starts, cfg.box_mm, spacing, seed)
+        centre_world, starts = _starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)
         t0 = time.time()
-        det = localise(net, cfg, pre, starts, spacing, dev)
+        det = localise(net, cfg, padded[key], starts, spacing, dev)
         rec = detection_records(lid, det, starts, affine, centre_world, cfg.max_shift_mm, time.time() - t0, "pin")
         rows.append(rec[0])
         ends += rec[1]

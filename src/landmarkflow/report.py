@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, spatial
-from .metrics import method_sort_key
+from .metrics import method_sort_key, sort_methods
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ def _pin_section(summ: pd.DataFrame, results_dir: Path, patients) -> str:
                                                     inference_s_per_landmark=("inference_s", "mean"))
     if not summ.empty:
         t = t.merge(summ[["method", "mean_mm", "median_mm", "robustness", "spread_mm"]], on="method", how="left")
-    t = t.iloc[sorted(range(len(t)), key=lambda i: method_sort_key(t["method"].iloc[i]))]
+    t = sort_methods(t)
     return ('<p class="note">The supervised PIN (one network per landmark, regression and direction classification, '
             "rule C from the same 20 start points) against the reinforcement-learning agents, on the same patients: "
             "accuracy (mm, robustness = share of landmarks improved over the initial error), training time per landmark "
@@ -343,7 +343,7 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
 
     # predictions and disagreement (also without ground truth)
     shift = pred.pivot_table(index="method", values="shift_from_identity_mm", aggfunc="median").reset_index()
-    shift = shift.iloc[sorted(range(len(shift)), key=lambda i: method_sort_key(shift["method"].iloc[i]))]
+    shift = sort_methods(shift)
     sections.append(("predictions", "Predictions (pre-op world, RAS mm)",
                      '<p class="note">Median shift of each method from the rigidly aligned post-op position '
                      "(available without ground truth: how much the methods move the landmarks and disagree).</p>"
@@ -411,7 +411,7 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
             body = '<p class="note">No ground truth: no comparison of differential features.</p>'
         else:
             piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
-            piv = piv.iloc[sorted(range(len(piv)), key=lambda i: method_sort_key(piv["method"].iloc[i]))]
+            piv = sort_methods(piv)
             body = ('<p class="note">How much the redetected position changes the differential features (post - pre) '
                     "against those measured at the ground-truth position: median of |delta(method) - delta(truth)| / "
                     "sd(feature), per feature class (mean over modalities and radii). 0 = the same differential features "

@@ -36,9 +36,12 @@ class Unavailable(RuntimeError):
     """This machine cannot run the cluster (not root, no apt, install failed): a reason to skip."""
 
 
+def _program(name):
+    return shutil.which(name) or str(Path("/usr/sbin", name))
+
+
 def missing_programs():
-    return [p for p in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue") if shutil.which(p) is None
-            and not Path("/usr/sbin", p).exists()]
+    return [p for p in ("munged", "mungekey", "slurmctld", "slurmd", "sbatch", "squeue") if not Path(_program(p)).exists()]
 
 
 def install():
@@ -62,11 +65,6 @@ def _free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _program(name):
-    found = shutil.which(name) or str(Path("/usr/sbin", name))
-    return found
 
 
 class MiniSlurm:

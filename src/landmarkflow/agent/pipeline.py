@@ -55,9 +55,44 @@ def _mask(preproc_dir, name) -> np.ndarray | None:
     return io.read_image(p, dtype=None).data > 0 if p.exists() else None
 
 
-def _set_threads(threads: int | None) -> None:
+def _setup(device: str, threads: int | None) -> torch.device:
+    """Torch threads and device of a job; logs what the job sees (a SLURM GPU job sets CUDA_VISIBLE_DEVICES)."""
     if threads:
         torch.set_num_threads(int(threads))
+    dev = pick_device(device)
+    log.info("device %s (requested %s, CUDA_VISIBLE_DEVICES=%s, cuda available: %s), %d torch threads", dev, device,
+             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), torch.cuda.is_available(), torch.get_num_threads())
+    return dev
+
+
+def _post_landmarks(preproc_dir, info: dict) -> pd.DataFrame:
+    """The primary annotator's post-op landmarks, rigidly aligned into the preprocessing frame (pre-op world)."""
+    return io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+
+
+def _target(preproc_dir, info: dict, landmark: str, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One post-op landmark: (world RAS mm, voxel position on the grid of ``affine``)."""
+    lm = _post_landmarks(preproc_dir, info)
+    row = lm[lm["landmark"] == str(landmark)]
+    if row.empty:
+        raise InputError(f"landmark {landmark!r} is not in the post-op landmarks of {info['patient']} ({', '.join(lm['landmark'])})")
+    world = io.points_of(row)[0]
+    return world, spatial.world_to_voxel(world, affine)
+
+
+def _pre_volume(cache: dict, preproc_dir, mods) -> tuple[np.ndarray, np.ndarray]:
+    """The pre-op channels of ``mods`` and their affine, read once per set of modalities (``cache``)."""
+    key = tuple(mods)
+    if key not in cache:
+        cache[key] = _stack(preproc_dir, "pre", key)
+    return cache[key]
+
+
+def _starts(start_lm: pd.DataFrame, landmark: str, affine: np.ndarray, n: int, box_mm: float, seed: int):
+    """(start centre in world mm, the fixed start points in voxels) of one landmark in the pre-op scan."""
+    centre_world = io.points_of(start_lm[start_lm["landmark"] == landmark])[0]
+    starts = start_points(spatial.world_to_voxel(centre_world, affine), n, box_mm, spatial.spacing_of(affine), seed)
+    return centre_world, starts
 
 
 def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, seed: int, out_model, out_log,
@@ -69,19 +104,12 @@ def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, s
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
-    _set_threads(threads)
-    dev = pick_device(device)
-    log.info("device %s (requested %s, CUDA_VISIBLE_DEVICES=%s, cuda available: %s), %d torch threads", dev, device,
-             os.environ.get("CUDA_VISIBLE_DEVICES", "unset"), torch.cuda.is_available(), torch.get_num_threads())
+    dev = _setup(device, threads)
     info = _info(preproc_dir)
     patient = info["patient"]
     mods = _modalities(info, cfg)
     post, affine = _stack(preproc_dir, "post", mods)
-    lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
-    row = lm[lm["landmark"] == str(landmark)]
-    if row.empty:
-        raise InputError(f"landmark {landmark!r} is not in the post-op landmarks of {patient} ({', '.join(lm['landmark'])})")
-    target = spatial.world_to_voxel(io.points_of(row)[0], affine)
+    target_world, target = _target(preproc_dir, info, landmark, affine)
     cavity = _mask(preproc_dir, "post_resection")
     if variant == "guided" and cavity is None:
         raise InputError(f"{patient}: the guided agent needs a post-op resection mask, and the manifest has none")
@@ -105,7 +133,7 @@ def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, s
         "variant": variant,
         "modalities": mods,
         "seed": s,
-        "target_world": io.points_of(row)[0].tolist(),
+        "target_world": target_world.tolist(),
         "in_channels": cfg.history * len(mods),
         "train_seconds": seconds,
         "device": str(dev),
@@ -139,27 +167,21 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     rigidly aligned post-op position) is implausible: the prediction falls
     back to that position and ``fallback`` is 1.
     """
-    _set_threads(threads)
-    dev = pick_device(device)
+    dev = _setup(device, threads)
     info = _info(preproc_dir)
-    start_lm = io.read_landmarks(Path(preproc_dir) / f"landmarks_post_{info['primary_annotator']}.csv")
+    start_lm = _post_landmarks(preproc_dir, info)
     tumour = _mask(preproc_dir, "pre_tumor")
     rows, ends, trajs = [], [], []
-    volumes: dict = {}  # the pre-op scan is read once per set of modalities, not once per landmark
+    volumes: dict = {}
     for path in models:
         net, state = load_model(path, dev)
         cfg = AgentConfig(**state["config"])
         if state["variant"] != variant:
             raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
-        key = tuple(state["modalities"])
-        if key not in volumes:
-            volumes[key] = _stack(preproc_dir, "pre", key)
-        pre, affine = volumes[key]
+        pre, affine = _pre_volume(volumes, preproc_dir, state["modalities"])
         spacing = spatial.spacing_of(affine)
         lid = state["landmark"]
-        centre_world = io.points_of(start_lm[start_lm["landmark"] == lid])[0]
-        centre_vox = spatial.world_to_voxel(centre_world, affine)
-        starts = start_points(centre_vox, cfg.n_starts, cfg.box_mm, spacing, seed)
+        centre_world, starts = _starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)
         forbidden = tumour if (variant == "guided" and cfg.guide_test) else None
         t0 = time.time()
         det = redetect(net, pre, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, forbidden, spacing, dev)
