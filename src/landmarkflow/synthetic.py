@@ -11,8 +11,9 @@ Nothing is downloaded. For each patient, with its own seed:
   acquisition: smoothed, 3 mm slices with partial volume, another intensity
   curve, a bias field and its own noise, so that the post-op image is not a
   warped copy of the pre-op texture;
-* **landmarks** - 3 salient points (3D corners of the structure tensor) in the
-  post-op scan within 4 cm of the cavity, and their exact pre-op positions
+* **landmarks** - 3 salient anatomical points (3D corners of the structure
+  tensor) in the post-op scan, 6-20 mm from the cavity (its wall is not a
+  landmark: the pre-op scan has tumour there), and their exact pre-op positions
   from the known deformation; a simulated second rater (the pre-op truth plus
   1.2 mm Gaussian noise per axis) as the inter-rater reference.
 
@@ -354,11 +355,18 @@ def _acquire(rng, img, brain, gamma, bias, noise, smooth, slice_mm) -> np.ndarra
     return np.round(1000 * out).astype(np.int16)
 
 
-def _choose_landmarks(rng, img, brain, cavity, affine, n, accept, max_dist=40.0, min_dist=2.0, min_sep=15.0):
-    """Salient points (3D corners: large smallest eigenvalue of the structure tensor) near the cavity."""
+def _choose_landmarks(rng, img, brain, cavity, affine, n, accept, max_dist=20.0, min_dist=6.0, min_sep=15.0):
+    """Salient anatomical points (3D corners: large smallest eigenvalue of the structure tensor) near the cavity.
+
+    As an expert would, the points lie on anatomy that both scans show, not on the cavity's wall: the
+    saliency is computed with the cavity filled with the intensity of the tissue around it, and the
+    points keep ``min_dist`` mm from it (the reach of the structure tensor's smoothing).
+    """
     dist = ndimage.distance_transform_edt(~cavity, sampling=spatial.spacing_of(affine))
     depth = ndimage.distance_transform_edt(brain)
     region = (dist >= min_dist) & (dist <= max_dist) & (depth > 4) & ~cavity
+    img = img.copy()
+    img[dist < 1.5] = np.median(img[(dist >= 3) & (dist <= 8) & brain])
     g = [ndimage.gaussian_filter(img, 1.0, order=o) for o in ((1, 0, 0), (0, 1, 0), (0, 0, 1))]
     idx = np.argwhere(region)
     tensor = np.empty((len(idx), 3, 3), np.float32)

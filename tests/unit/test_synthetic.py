@@ -40,7 +40,8 @@ def test_landmarks_are_near_the_cavity_and_outside_it(demo_patient):
     dist = ndimage.distance_transform_edt(cavity.data == 0, sampling=cavity.spacing)
     ijk = np.rint(spatial.world_to_voxel(io.points_of(post_lm), cavity.affine)).astype(int)
     d = dist[tuple(ijk.T)]
-    assert np.all(d > 0) and np.all(d <= 40 + synthetic.POST_SLICE_MM), d
+    # on anatomy around the cavity, not on its wall: 6-20 mm away in the 1 mm truth, less a thick slice here
+    assert np.all(d >= 6 - synthetic.POST_SLICE_MM) and np.all(d <= 20 + synthetic.POST_SLICE_MM), d
     pts = io.points_of(post_lm)
     assert min(np.linalg.norm(a - b) for i, a in enumerate(pts) for b in pts[i + 1 :]) >= 15
 
