@@ -46,6 +46,9 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--envs", type=int, default=1024, help="environments for the environment-only benchmark")
     ap.add_argument("--updates", type=int, default=AgentConfig().updates)
+    ap.add_argument("--channels", type=int, default=1,
+                    help="image channels of the training (the demo config uses 2: t1ce and flair); "
+                         "extra channels are intensity-transformed copies of the image, which costs the same")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device(args.device)
@@ -84,7 +87,9 @@ def main():
 
     # 2. one training with the configured budget
     cfg = AgentConfig(updates=args.updates)
-    versions = augmented_versions(post, post > 0, mask, cfg.versions, np.random.default_rng(0))
+    image = np.stack([post] + [np.clip(post, 0, None) ** (1 + 0.3 * c) for c in range(1, args.channels)])
+    test = np.stack([pre] + [np.clip(pre, 0, None) ** (1 + 0.3 * c) for c in range(1, args.channels)])
+    versions = augmented_versions(image, post > 0, mask, cfg.versions, np.random.default_rng(0))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
@@ -94,14 +99,15 @@ def main():
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
     print(f"training: {cfg.updates} updates, {tr.env_steps:,} environment steps in {dt:.1f} s "
-          f"= {tr.env_steps / dt:,.0f} env steps/s, {cfg.updates / dt:.1f} updates/s (batch {cfg.batch}, {cfg.n_envs} envs)")
+          f"= {tr.env_steps / dt:,.0f} env steps/s, {cfg.updates / dt:.1f} updates/s (batch {cfg.batch}, {cfg.n_envs} envs, "
+          f"{args.channels} channel{'s' if args.channels > 1 else ''})")
     print(f"replay: {tr.replay.nbytes() / 2**20:.1f} MB for {cfg.replay:,} transitions")
 
     # 3. redetection from 20 starts
     starts = start_points(target, cfg.n_starts, cfg.box_mm, (1, 1, 1), seed=0)
-    redetect(tr.net, pre[None], starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, device=dev)  # warm-up
+    redetect(tr.net, test, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, device=dev)  # warm-up
     t0 = time.perf_counter()
-    det = redetect(tr.net, pre[None], starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, device=dev)
+    det = redetect(tr.net, test, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, device=dev)
     dt = time.perf_counter() - t0
     print(f"redetection: {dt:.2f} s per landmark ({cfg.n_starts} starts, {int(det.steps.max())} steps at most)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -110,7 +116,7 @@ def main():
     # 4. PIN, the supervised rival: one training and one localisation with the default config
     pcfg = PinConfig()
     t0 = time.perf_counter()
-    pt = PinTrainer(versions, target, pcfg, seed=0, device=dev)
+    pt = PinTrainer(versions[:, :1], target, pcfg, seed=0, device=dev)  # PIN: one channel, as in the demo config
     pt.train(log_every=10**9)
     if dev.type == "cuda":
         torch.cuda.synchronize()

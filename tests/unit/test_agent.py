@@ -8,7 +8,7 @@ from landmarkflow.agent import detect
 from landmarkflow.agent.env import ACTIONS, LandmarkEnv, PatchVolume
 from landmarkflow.agent.network import DuelingQNet
 from landmarkflow.agent.replay import PositionReplay
-from landmarkflow.agent.train import AgentConfig, Trainer, augmented_versions
+from landmarkflow.agent.train import AgentConfig, Trainer, augmented_versions, warp_about
 
 
 def _coords_volume(shape=(40, 36, 30)):
@@ -170,3 +170,87 @@ def test_augmented_versions_fill_the_cavity():
     assert v.shape == (3, 1, 20, 20, 20)
     assert np.array_equal(v[0, 0], img)
     assert v[1, 0][cavity].mean() > 0.3  # tissue-like, not CSF-dark
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.5, 2.0)])
+def test_warp_keeps_the_target_in_place_and_bends_the_rest(spacing):
+    rng = np.random.default_rng(1)
+    shape = (40, 36, 30)
+    grid = np.stack(np.meshgrid(*[np.arange(s) * d for s, d in zip(shape, spacing)], indexing="ij"))
+    target = np.array([17, 20, 12])
+    t_mm = target * np.asarray(spacing)
+    # a bright ball at the target and a second one 10 mm away along the first axis
+    ball = lambda c: np.exp(-np.sum((grid - np.asarray(c)[:, None, None, None]) ** 2, axis=0) / (2 * 1.5**2))
+    far = t_mm + np.array([10.0, 0, 0])
+    vol = (ball(t_mm) + ball(far)).astype(np.float32)[None]
+    warped = warp_about(vol, target, rng, rotate_deg=20, scale=0.1, elastic_mm=2.0, spacing=spacing)
+    assert warped.shape == vol.shape
+    # the target's ball stays centred at the target: its intensity-weighted centre in mm
+    near = np.linalg.norm(grid - t_mm[:, None, None, None], axis=0) < 4
+    w = warped[0] * near
+    centre = (grid * w).sum(axis=(1, 2, 3)) / w.sum()
+    assert np.linalg.norm(centre - t_mm) < 0.5
+    assert warped[0][tuple(target)] == pytest.approx(vol[0][tuple(target)], abs=1e-4)
+    # the other ball moves
+    assert np.abs(warped[0] - vol[0])[np.linalg.norm(grid - far[:, None, None, None], axis=0) < 3].max() > 0.2
+    # no warp: the volume is unchanged
+    same = warp_about(vol, target, rng, rotate_deg=0, scale=0, elastic_mm=0, spacing=spacing)
+    assert np.allclose(same, vol, atol=1e-5)
+
+
+def test_augmented_versions_warp_only_the_copies():
+    rng = np.random.default_rng(0)
+    img = np.random.default_rng(3).random((24, 24, 24)).astype(np.float32)
+    target = (12, 11, 13)
+    v = augmented_versions(img, img > -1, None, 3, rng, target_vox=target, warp_deg=10, warp_scale=0.05, warp_mm=1.5)
+    assert np.array_equal(v[0, 0], img)
+    plain = augmented_versions(img, img > -1, None, 3, np.random.default_rng(0))
+    assert not np.allclose(v[1], plain[1])
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0])
+def test_near_fraction_of_training_starts(fraction):
+    vol = _blob_volume(shape=(48, 48, 48), target=(24, 23, 25))
+    spacing = (1.0, 2.0, 1.5)
+    cfg = AgentConfig(patch=13, box_mm=40, near_fraction=fraction, near_mm=3.0, n_envs=8, scales=[2, 1])
+    t = Trainer(vol[None, None], [24, 23, 25], cfg, seed=3, spacing=spacing)
+    off_mm = (t._random_starts(2000).float() - t.target).abs() * t.spacing
+    assert off_mm.max() <= 20 + 1.0  # half the box, plus rounding to a voxel
+    share_near = (off_mm <= 3.0 + 1.0).all(1).float().mean().item()  # near_mm per axis, plus rounding
+    if fraction == 1.0:
+        assert share_near == 1.0
+    else:
+        assert share_near < 0.05 and off_mm.max() > 15
+
+
+def test_test_time_smoothing_of_the_pre_op_scan_is_in_mm(tmp_path):
+    from landmarkflow import io
+    from landmarkflow.agent.pipeline import _pre_volume
+
+    spacing = np.array([1.0, 2.0, 0.5])
+    data = np.zeros((31, 21, 61), np.float32)
+    data[15, 10, 30] = 1000.0
+    affine = np.diag([*spacing, 1.0])
+    io.write_image(io.Image(data, affine), tmp_path / "pre_t1ce.nii.gz", dtype=np.float32)
+    cache: dict = {}
+    raw, _ = _pre_volume(cache, tmp_path, ["t1ce"])
+    assert raw[0].max() == pytest.approx(1000.0)
+    smooth, aff = _pre_volume(cache, tmp_path, ["t1ce"], smooth_mm=1.5)
+    np.testing.assert_allclose(aff, affine)
+    v = smooth[0] / smooth[0].sum()
+    grids = np.meshgrid(*[(np.arange(n) - c) * d for n, c, d in zip(data.shape, (15, 10, 30), spacing)], indexing="ij")
+    sd_mm = [np.sqrt((v * g**2).sum()) for g in grids]
+    np.testing.assert_allclose(sd_mm, 1.5, rtol=0.12)  # the same width in mm along every axis
+    assert len(cache) == 2  # the raw and the smoothed volume are cached apart
+
+
+def test_oscillation_centre_of_an_agent_stuck_at_the_border():
+    vol = PatchVolume(_coords_volume(), patch=5, max_scale=3)
+    env = LandmarkEnv(vol, [30.0, 30, 20], n=1, scales=(3, 1))
+    env.reset(torch.tensor([[39, 18, 15]]))  # on the last slice of the first axis
+    plus_x = int(np.flatnonzero((ACTIONS == torch.tensor([1, 0, 0])).all(1))[0])
+    osc = [env.step(torch.tensor([plus_x]))[2].item() for _ in range(2)]
+    assert osc == [False, True]  # clamped in place: the third visit of the same voxel
+    np.testing.assert_allclose(env.oscillation_centre()[0].numpy(), [39, 18, 15])
+    env.refine(torch.tensor([True]))
+    assert env.pos[0].tolist() == [39, 18, 15]

@@ -175,8 +175,14 @@ class LandmarkEnv:
         return reward, done, oscillating
 
     def oscillation_centre(self, last: int = 4) -> torch.Tensor:
-        """Mean of the last ``last`` positions: where an oscillating agent is centred (float voxels)."""
-        return self.trail[:, -last:].float().mean(1)
+        """Mean of the last ``last`` positions: where an oscillating agent is centred (float voxels).
+
+        Only positions visited since the last reset or refinement count: an agent stuck at the border
+        of the volume oscillates (it stays in place) before it has made ``last`` moves.
+        """
+        recent = self.trail[:, -last:].float()
+        valid = (self.trail[:, -last:, :1] > -(10**5)).float()
+        return (recent * valid).sum(1) / valid.sum(1).clamp(min=1)
 
     def refine(self, which: torch.Tensor) -> torch.Tensor:
         """Move oscillating agents ``which`` (bool) to the next finer scale, at the centre of their

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from scipy import ndimage
 
 from .. import io, spatial
 from ..io import InputError
@@ -80,11 +81,16 @@ def _target(preproc_dir, info: dict, landmark: str, affine: np.ndarray) -> tuple
     return world, spatial.world_to_voxel(world, affine)
 
 
-def _pre_volume(cache: dict, preproc_dir, mods) -> tuple[np.ndarray, np.ndarray]:
-    """The pre-op channels of ``mods`` and their affine, read once per set of modalities (``cache``)."""
-    key = tuple(mods)
+def _pre_volume(cache: dict, preproc_dir, mods, smooth_mm: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """The pre-op channels of ``mods`` and their affine, read once per set of modalities (``cache``),
+    smoothed with a Gaussian of ``smooth_mm`` (sigma in mm) when it is positive."""
+    key = (tuple(mods), float(smooth_mm))
     if key not in cache:
-        cache[key] = _stack(preproc_dir, "pre", key)
+        vol, affine = _stack(preproc_dir, "pre", mods)
+        if smooth_mm > 0:
+            sigma = float(smooth_mm) / np.asarray(spatial.spacing_of(affine), dtype=float)
+            vol = np.stack([ndimage.gaussian_filter(ch, sigma) for ch in vol]).astype(np.float32)
+        cache[key] = (vol, affine)
     return cache[key]
 
 
@@ -115,7 +121,8 @@ def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, s
         raise InputError(f"{patient}: the guided agent needs a post-op resection mask, and the manifest has none")
     s = seed_for(seed, patient, landmark, variant)
     rng = np.random.default_rng(s)
-    versions = augmented_versions(post, _mask(preproc_dir, "post_brain"), cavity, cfg.versions, rng, cfg.fill_cavity)
+    versions = augmented_versions(post, _mask(preproc_dir, "post_brain"), cavity, cfg.versions, rng, cfg.fill_cavity,
+                                  target, cfg.warp_deg, cfg.warp_scale, cfg.warp_mm, spatial.spacing_of(affine))
     t0 = time.time()
     trainer = Trainer(versions, target, cfg, s, dev, mask=cavity if variant == "guided" else None,
                       spacing=spatial.spacing_of(affine))
@@ -178,7 +185,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
         cfg = AgentConfig(**state["config"])
         if state["variant"] != variant:
             raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
-        pre, affine = _pre_volume(volumes, preproc_dir, state["modalities"])
+        pre, affine = _pre_volume(volumes, preproc_dir, state["modalities"], cfg.test_smooth_mm)
         spacing = spatial.spacing_of(affine)
         lid = state["landmark"]
         centre_world, starts = _starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)

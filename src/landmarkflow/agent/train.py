@@ -36,6 +36,8 @@ class AgentConfig:
     scales: list = field(default_factory=lambda: [3, 2, 1])  # multi-scale search, coarse to fine (voxels per step)
     box_mm: float = 50.0  # training starts and test starts lie in a box of this edge around the landmark
     terminal_mm: float = 1.0  # training episode ends (terminal) within this distance
+    near_fraction: float = 0.5  # share of training episodes that start within near_mm (per axis) of the landmark
+    near_mm: float = 5.0
     n_envs: int = 32  # environments stepped at once
     updates: int = 800  # gradient updates (one per environment step)
     batch: int = 64
@@ -50,11 +52,15 @@ class AgentConfig:
     warmup: int = 1_000  # transitions before the first update
     versions: int = 4  # training volumes: the image and versions-1 augmented copies
     fill_cavity: bool = True  # augmented copies: tissue-like texture in the cavity
+    warp_deg: float = 0.0  # augmented copies: random rotation about the landmark (degrees)
+    warp_scale: float = 0.0  # augmented copies: random scaling and shear (per matrix entry)
+    warp_mm: float = 0.0  # augmented copies: smooth random displacement (mm, standard deviation)
     width: int = 32  # network width
     n_starts: int = 20  # test: fixed start points
     max_test_steps: int = 150
     max_shift_mm: float = 10.0  # test: a prediction farther than this from the start box centre falls back to it
     guide_test: bool = True  # guided agent at test time: no steps into the pre-op tumour mask
+    test_smooth_mm: float = 1.0  # test: Gaussian smoothing (sigma, mm) of the pre-op scan, to the post-op scan's coarser look
     modalities: list = field(default_factory=list)  # channels; empty = the reference modality only
 
     def to_dict(self) -> dict:
@@ -72,10 +78,51 @@ def seed_for(seed: int, *keys) -> int:
     return (int(seed) * 1_000_003 + zlib.crc32("/".join(map(str, keys)).encode())) % (2**31 - 1)
 
 
+def warp_about(volume: np.ndarray, target_vox, rng: np.random.Generator, rotate_deg: float, scale: float,
+               elastic_mm: float, spacing=(1.0, 1.0, 1.0), smooth_mm: float = 10.0) -> np.ndarray:
+    """``volume`` (C, X, Y, Z) under a random local deformation that keeps ``target_vox`` in place.
+
+    Backward map (mm about the target ``t``): ``x -> t + A (x - t) + e(x) - e(t)`` with ``A`` a rotation
+    (up to ``rotate_deg`` about a random axis) times a scaling and shear of up to ``scale`` per entry, and
+    ``e`` a smooth random field (Gaussian of ``smooth_mm``) of ``elastic_mm`` standard deviation. The
+    anatomy around the landmark bends as between two scans, while the landmark stays where the agent is
+    rewarded for finding it. Masks are not warped: the guided agent's cavity penalty keeps the
+    unwarped cavity, a few mm off in a warped copy.
+    """
+    sp = np.asarray(spacing, dtype=float)
+    t = np.asarray(target_vox, dtype=float) * sp
+    shape = volume.shape[1:]
+    axis = rng.standard_normal(3)
+    axis /= np.linalg.norm(axis)
+    angle = np.deg2rad(rng.uniform(-rotate_deg, rotate_deg))
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    a = rot @ (np.eye(3) + rng.uniform(-scale, scale, (3, 3)))
+    grid = np.stack(np.meshgrid(*[np.arange(s, dtype=np.float32) * np.float32(d) for s, d in zip(shape, sp)],
+                                indexing="ij"))
+    src = np.einsum("ij,j...->i...", a.astype(np.float32), grid - t.astype(np.float32)[:, None, None, None])
+    src += t.astype(np.float32)[:, None, None, None]
+    if elastic_mm > 0:
+        step = max(1, int(round(smooth_mm / 2 / sp.min())))
+        coarse = [max(2, -(-s // step) + 1) for s in shape]
+        for i in range(3):
+            e = ndimage.gaussian_filter(rng.standard_normal(coarse), smooth_mm / (step * sp.min()), mode="wrap")
+            e = ndimage.zoom(e / (e.std() + 1e-9) * elastic_mm, [s / c for s, c in zip(shape, coarse)], order=1)[
+                : shape[0], : shape[1], : shape[2]].astype(np.float32)
+            at = tuple(int(np.clip(round(v), 0, s - 1)) for v, s in zip(np.asarray(target_vox, dtype=float), shape))
+            src[i] += e - e[at]
+    src /= sp.astype(np.float32)[:, None, None, None]
+    return np.stack([ndimage.map_coordinates(ch, src, order=1, mode="nearest") for ch in volume]).astype(np.float32)
+
+
 def augmented_versions(image: np.ndarray, brain: np.ndarray, cavity: np.ndarray | None, n: int, rng: np.random.Generator,
-                       fill_cavity: bool = True) -> np.ndarray:
+                       fill_cavity: bool = True, target_vox=None,
+                       warp_deg: float = 0.0, warp_scale: float = 0.0, warp_mm: float = 0.0,
+                       spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
     """``n`` training volumes (n, C, X, Y, Z): the image and ``n - 1`` copies with the cavity filled with
-    tissue-like texture (so that the agent cannot rely on it), another smoothing and a bias field."""
+    tissue-like texture (so that the agent cannot rely on it), another smoothing and a bias field, and,
+    when ``target_vox`` and a warp are given, a random local deformation that keeps the target in place
+    (:func:`warp_about`)."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
         image = image[None]
@@ -99,6 +146,8 @@ def augmented_versions(image: np.ndarray, brain: np.ndarray, cavity: np.ndarray 
         x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
         c = rng.uniform(-0.1, 0.1, 3)
         v = v * (1 + c[0] * x + c[1] * y + c[2] * z)[None]
+        if target_vox is not None and (warp_deg > 0 or warp_scale > 0 or warp_mm > 0):
+            v = warp_about(v, target_vox, rng, warp_deg, warp_scale, warp_mm, spacing)
         out.append(v.astype(np.float32))
     return np.stack(out)
 
@@ -159,7 +208,10 @@ class Trainer:
         return x.reshape(n, h * self.c, *x.shape[2:])
 
     def _random_starts(self, n):
+        """Episode starts: uniform in the start box, a ``near_fraction`` share of them within ``near_mm`` per axis."""
         half = self.cfg.box_mm / 2 / self.spacing
+        near = torch.rand(n, 1, device=self.device, generator=self.gen) < self.cfg.near_fraction
+        half = torch.where(near, self.cfg.near_mm / self.spacing, half)
         off = (torch.rand(n, 3, device=self.device, generator=self.gen) * 2 - 1) * half
         return torch.round(self.target + off).long()
 
