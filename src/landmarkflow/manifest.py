@@ -75,6 +75,21 @@ class Manifest:
         pre, post = self.images(patient, "pre"), self.images(patient, "post")
         return [m for m in pre if m in post]
 
+    def check_modalities(self, settings: dict[str, list]) -> None:
+        """Raise an :class:`InputError` when a configured list of modalities (``{"agent.modalities":
+        [...], ...}``) names one that a patient lacks at either time point; one line per patient and key."""
+        problems = []
+        for key, mods in settings.items():
+            for patient in self.patients:
+                common = self.common_modalities(patient)
+                missing = [m for m in mods or [] if m not in common]
+                if missing:
+                    problems.append(f"{key} {missing}: patient {patient} has {', '.join(common) or 'no modality'} "
+                                    f"at both time points (set {key} to a subset of those, or [] for the reference modality)")
+        if problems:
+            raise InputError(f"{self.source}: the config asks for modalities the manifest does not have:\n  "
+                             + "\n  ".join(problems))
+
     def reference_modality(self, patient, preference=DEFAULT_MODALITY_PREFERENCE) -> str:
         common = self.common_modalities(patient)
         for m in preference:

@@ -204,3 +204,17 @@ def test_landmark_identifier_must_be_a_safe_name(small_cohort):
     io.write_landmarks(io.landmarks_frame(["L 1", "2"], spatial.voxel_to_world([[12, 10, 6], [14, 12, 7]], aff)), folder / "p1" / "post_lm.csv")
     with pytest.raises(InputError, match=r"row 5: .*landmark identifier 'L 1' must match"):
         manifest.validate_contents(manifest.load_manifest(m_path))
+
+
+def test_configured_modalities_must_exist_at_both_time_points(small_cohort):
+    m_path, folder = small_cohort
+    write_image(folder / "p1" / "pre_flair.nii.gz", (20, 18, 10), io.read_image(folder / "p1" / "pre_t1.nii.gz").affine)
+    _append(m_path, "P1\tpre\timage\tflair\tp1/pre_flair.nii.gz")  # flair before surgery only
+    m = manifest.load_manifest(m_path)
+    m.check_modalities({"agent.modalities": [], "pin.modalities": ["t1"]})  # fine: [] = the reference
+    with pytest.raises(InputError) as err:
+        m.check_modalities({"agent.modalities": ["t1", "flair"], "ants.modalities": ["t1ce"]})
+    msg = str(err.value)
+    assert "cohort.tsv" in msg or str(m_path.name) in msg
+    assert "agent.modalities ['flair']: patient P1 has t1 at both time points" in msg
+    assert "ants.modalities ['t1ce']: patient P1 has t1" in msg

@@ -94,6 +94,16 @@ def test_config_typo_is_caught(tmp_path):
     assert "seeed" in res.stdout + res.stderr
 
 
+def test_modality_the_cohort_lacks_is_caught_before_any_job(tmp_path):
+    wd = _workdir(tmp_path, ["x01"])
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["agent"]["modalities"] = ["t1ce", "t2"]
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = run(["-n", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml")], check=False)
+    assert res.returncode != 0
+    assert "agent.modalities ['t2']: patient x01 has t1ce, flair at both time points" in res.stdout + res.stderr
+
+
 def test_envs_mirror_the_constraints():
     pins = {}
     for line in (ROOT / "constraints.txt").read_text().splitlines():

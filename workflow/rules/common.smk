@@ -37,6 +37,9 @@ def _must_exist_now(path):
 
 try:
     MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now)
+    MANIFEST.check_modalities(
+        {f"{key}.modalities": config.get(key, {}).get("modalities", []) for key in ("agent", "pin", "ants")}
+    )
 except InputError as err:
     raise WorkflowError(str(err)) from None
 validate(MANIFEST.table, schema="../schemas/manifest.schema.yaml")
