@@ -123,6 +123,7 @@ def test_failed_job_names_its_log(cluster, small_cohort, tmp_path):
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg.update(cohort=str(manifest), reference_modality=["t1"])
     cfg["demo"]["activate"] = False
+    cfg["agent"]["modalities"] = []  # this cohort has T1 only (the demo config names t1ce and flair)
     wd = tmp_path / "wd"
     (wd / "config").mkdir(parents=True)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
