@@ -87,8 +87,10 @@ def main():
 
     # 2. one training with the configured budget
     cfg = AgentConfig(updates=args.updates)
-    image = np.stack([post] + [np.clip(post, 0, None) ** (1 + 0.3 * c) for c in range(1, args.channels)])
-    test = np.stack([pre] + [np.clip(pre, 0, None) ** (1 + 0.3 * c) for c in range(1, args.channels)])
+    def channels(v):  # the image and intensity-transformed copies as further channels
+        return np.stack([v] + [np.clip(v, 0, None) ** (1 + 0.3 * c) for c in range(1, args.channels)])
+
+    image, test = channels(post), channels(pre)
     versions = augmented_versions(image, post > 0, mask, cfg.versions, np.random.default_rng(0))
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

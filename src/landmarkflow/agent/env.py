@@ -15,6 +15,9 @@ from __future__ import annotations
 import torch
 
 #: the six actions, in voxel units: +x, -x, +y, -y, +z, -z
+#: trail entry of a position not visited yet (after a reset or a refinement)
+EMPTY = -(10**6)
+
 ACTIONS = torch.tensor([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=torch.long)
 
 
@@ -143,7 +146,7 @@ class LandmarkEnv:
         else:
             self.frames[idx] = patch[:, None]  # every slot: the history starts full of the first patch
             self.trail[idx] = pos[:, None, :].repeat(1, self.osc_window, 1)
-        self.trail[idx, :-1] = -(10**6)  # empty trail: no revisits yet
+        self.trail[idx, :-1] = EMPTY  # empty trail: no revisits yet
 
     def state(self) -> torch.Tensor:
         """(N, history * C, P, P, P), oldest frame first."""
@@ -180,9 +183,9 @@ class LandmarkEnv:
         Only positions visited since the last reset or refinement count: an agent stuck at the border
         of the volume oscillates (it stays in place) before it has made ``last`` moves.
         """
-        recent = self.trail[:, -last:].float()
-        valid = (self.trail[:, -last:, :1] > -(10**5)).float()
-        return (recent * valid).sum(1) / valid.sum(1).clamp(min=1)
+        recent = self.trail[:, -last:]
+        valid = (recent[..., :1] != EMPTY).float()
+        return (recent.float() * valid).sum(1) / valid.sum(1).clamp(min=1)
 
     def refine(self, which: torch.Tensor) -> torch.Tensor:
         """Move oscillating agents ``which`` (bool) to the next finer scale, at the centre of their
@@ -195,5 +198,5 @@ class LandmarkEnv:
             self.pos[idx] = self.vol.clamp(torch.round(self.oscillation_centre()[idx]).long())
             patch = self.vol.patches(self.pos[idx], self.scale[idx], self.version[idx])
             self.frames[idx] = patch[:, None]
-            self.trail[idx, :-1] = -(10**6)
+            self.trail[idx, :-1] = EMPTY
         return which & finest

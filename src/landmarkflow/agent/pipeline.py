@@ -89,7 +89,7 @@ def _pre_volume(cache: dict, preproc_dir, mods, smooth_mm: float = 0.0) -> tuple
         vol, affine = _stack(preproc_dir, "pre", mods)
         if smooth_mm > 0:
             sigma = float(smooth_mm) / np.asarray(spatial.spacing_of(affine), dtype=float)
-            vol = np.stack([ndimage.gaussian_filter(ch, sigma) for ch in vol]).astype(np.float32)
+            vol = ndimage.gaussian_filter(vol.astype(np.float32), (0, *sigma))  # each channel on its own
         cache[key] = (vol, affine)
     return cache[key]
 

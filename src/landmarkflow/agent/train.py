@@ -105,12 +105,12 @@ def warp_about(volume: np.ndarray, target_vox, rng: np.random.Generator, rotate_
     if elastic_mm > 0:
         step = max(1, int(round(smooth_mm / 2 / sp.min())))
         coarse = [max(2, -(-s // step) + 1) for s in shape]
+        at = tuple(int(np.clip(round(v), 0, s - 1)) for v, s in zip(np.asarray(target_vox, dtype=float), shape))
         for i in range(3):
             e = ndimage.gaussian_filter(rng.standard_normal(coarse), smooth_mm / (step * sp.min()), mode="wrap")
             e = ndimage.zoom(e / (e.std() + 1e-9) * elastic_mm, [s / c for s, c in zip(shape, coarse)], order=1)[
                 : shape[0], : shape[1], : shape[2]].astype(np.float32)
-            at = tuple(int(np.clip(round(v), 0, s - 1)) for v, s in zip(np.asarray(target_vox, dtype=float), shape))
-            src[i] += e - e[at]
+            src[i] += e - e[at]  # zero displacement at the target
     src /= sp.astype(np.float32)[:, None, None, None]
     return np.stack([ndimage.map_coordinates(ch, src, order=1, mode="nearest") for ch in volume]).astype(np.float32)
 
