@@ -17,6 +17,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         errors_tsv=snakemake.input.errors,  # noqa: F821
         predictions_tsv=snakemake.input.predictions,  # noqa: F821
         warnings_tsv=snakemake.input.warnings,  # noqa: F821
+        check_tsv=snakemake.input.check,  # noqa: F821
         out_html=snakemake.output.html,  # noqa: F821
         figures_dir=snakemake.output.figures,  # noqa: F821
     )

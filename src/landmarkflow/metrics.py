@@ -89,8 +89,18 @@ def errors(pred: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["_k", "patient", "landmark"]).drop(columns="_k").reset_index(drop=True)
 
 
-def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Per method: n, mean, median, normalised mean and median, robustness, share above 5 mm, mean spread."""
+#: columns of summary.tsv: error statistics over the landmarks with ground truth (``n`` of them; NaN where
+#: a method has none), then what is known without ground truth, over every predicted landmark
+ERROR_COLUMNS = ["n", "mean_mm", "median_mm", "std_mm", "norm_mean", "norm_median", "robustness", "over_5mm"]
+PREDICTION_COLUMNS = ["landmarks", "median_shift_mm", "median_disagreement_mm", "spread_mm", "fallbacks"]
+
+def is_compared(method: str) -> bool:
+    """Is ``method`` one of the predictions compared with each other? (``identity`` is the starting point,
+    ``rater_*`` are annotations, ``truth`` is the ground truth in the rigid fits.)"""
+    return method not in ("identity", "truth") and not method.startswith("rater_")
+
+
+def _error_rows(err: pd.DataFrame) -> list[dict]:
     rows = []
     for method, g in err.groupby("method", sort=False):
         e = g["error_mm"].to_numpy()
@@ -107,25 +117,95 @@ def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None) -> pd.DataF
             "norm_median": float(np.median(norm)) if norm.size else np.nan,
             "robustness": float(np.mean(e[ok] < init[ok])) if ok.any() else np.nan,
             "over_5mm": float(np.mean(e > 5.0)),
-            "spread_mm": float(np.nanmean(g["spread_mm"])) if g["spread_mm"].notna().any() else np.nan,
-            "fallbacks": int(np.nansum(g["fallback"])) if g["fallback"].notna().any() else 0,
         })
-    out = pd.DataFrame(rows)
+    return rows
+
+
+def _spread_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Per method: mean agent spread and the number of fallbacks (from errors or predictions)."""
+    rows = [{"method": method,
+             "spread_mm": float(np.nanmean(g["spread_mm"])) if g["spread_mm"].notna().any() else np.nan,
+             "fallbacks": int(np.nansum(g["fallback"])) if g["fallback"].notna().any() else 0}
+            for method, g in df.groupby("method", sort=False)]
+    return pd.DataFrame(rows, columns=["method", "spread_mm", "fallbacks"])
+
+
+def prediction_summary(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per method, without ground truth: landmarks predicted, median shift from ``identity``, median
+    disagreement with the other methods (:func:`disagreement`), mean spread and fallbacks."""
+    d = disagreement(pred)
+    moved = d.groupby("method", sort=False).agg(landmarks=("landmark", "size"),
+                                                median_shift_mm=("shift_from_identity_mm", "median"),
+                                                median_disagreement_mm=("disagreement_mm", "median")).reset_index()
+    return moved.merge(_spread_rows(pred), on="method", how="left")[["method"] + PREDICTION_COLUMNS]
+
+
+def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None, pred: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per method: n (landmarks with ground truth), mean, median, normalised mean and median, robustness,
+    share above 5 mm, mean spread and fallbacks; with ``pred``, every predicted method has a row (NaN error
+    statistics where it has no ground truth) and the columns of :func:`prediction_summary`; with
+    ``jacobian``, the share of non-positive Jacobian determinants of each deformation."""
+    out = pd.DataFrame(_error_rows(err), columns=["method"] + ERROR_COLUMNS)
+    if pred is not None:
+        out = out.merge(prediction_summary(pred), on="method", how="outer")
+        out["n"] = pd.to_numeric(out["n"], errors="coerce").fillna(0).astype(int)
+    else:
+        out = out.merge(_spread_rows(err), on="method", how="left")
     if jacobian is not None and len(jacobian):
         out = out.merge(jacobian.groupby("method", as_index=False)["nonpositive_jacobian"].mean(), on="method", how="left")
-    if len(out):
-        out = sort_methods(out)
-    return out
+    return sort_methods(out) if len(out) else out
 
 
 def disagreement(pred: pd.DataFrame) -> pd.DataFrame:
-    """Distance of every prediction to the identity position (available without ground truth)."""
+    """``pred`` with two distances that need no ground truth: ``shift_from_identity_mm``, from the rigidly
+    aligned post-op position, and ``disagreement_mm``, from the coordinate-wise median of the *other*
+    compared methods' predictions of the same landmark (:func:`is_compared`; NaN when there is no other)."""
+    pred = pred.reset_index(drop=True)
+    xyz = pred[["x", "y", "z"]].to_numpy(dtype=float)
     ident = pred[pred["method"] == "identity"][["patient", "landmark", "x", "y", "z"]]
-    merged = pred.merge(ident, on=["patient", "landmark"], suffixes=("", "_id"), how="left")
-    d = merged[["x", "y", "z"]].to_numpy() - merged[["x_id", "y_id", "z_id"]].to_numpy()
-    pred = pred.copy()
-    pred["shift_from_identity_mm"] = np.linalg.norm(d, axis=1)
-    return pred
+    merged = pred[["patient", "landmark"]].merge(ident, on=["patient", "landmark"], how="left")
+    shift = np.linalg.norm(xyz - merged[["x", "y", "z"]].to_numpy(dtype=float), axis=1)
+    compared = pred["method"].map(is_compared).to_numpy(dtype=bool)
+    dis = np.full(len(pred), np.nan)
+    for _, idx in pred.groupby(["patient", "landmark"], sort=False).indices.items():
+        for i in idx:
+            others = [j for j in idx if j != i and compared[j]]
+            if others:
+                dis[i] = float(np.linalg.norm(xyz[i] - np.median(xyz[others], axis=0)))
+    out = pred.copy()
+    out["shift_from_identity_mm"] = shift
+    out["disagreement_mm"] = dis
+    return out
+
+
+def landmarks_to_check(pred: pd.DataFrame, residuals: pd.DataFrame | None = None, flag_mm: float = 4.0) -> pd.DataFrame:
+    """Every landmark, the one to look at first on top: how far the compared methods are from each other
+    (median and largest ``disagreement_mm``, the method farthest out), the fallbacks, and the methods whose
+    prediction is more than ``flag_mm`` off the landmark-based rigid fit (``residuals`` of :func:`rigid_fits`).
+    Sorted by the number of warning signs, then by the median disagreement; needs no ground truth."""
+    d = disagreement(pred)
+    d = d[d["method"].map(is_compared)]
+    flagged = {}
+    if residuals is not None and len(residuals):
+        bad = residuals[(residuals["flagged"] == 1) & residuals["method"].map(is_compared)]
+        for (patient, landmark), g in bad.groupby(["patient", "landmark"]):
+            flagged[(patient, str(landmark))] = ", ".join(sorted(g["method"], key=method_sort_key))
+    rows = []
+    for (patient, landmark), g in d.groupby(["patient", "landmark"], sort=False):
+        worst = g.loc[g["disagreement_mm"].idxmax()] if g["disagreement_mm"].notna().any() else None
+        fallbacks = ", ".join(sorted(g.loc[g["fallback"] == 1, "method"], key=method_sort_key))
+        off_fit = flagged.get((patient, str(landmark)), "")
+        median = float(g["disagreement_mm"].median()) if g["disagreement_mm"].notna().any() else np.nan
+        signs = int(bool(fallbacks)) + int(bool(off_fit)) + int(np.isfinite(median) and median > flag_mm)
+        rows.append({"patient": patient, "landmark": str(landmark), "methods": len(g),
+                     "median_disagreement_mm": median,
+                     "max_disagreement_mm": np.nan if worst is None else float(worst["disagreement_mm"]),
+                     "farthest_method": "" if worst is None else worst["method"],
+                     "fallbacks": fallbacks, "off_rigid_fit": off_fit, "warning_signs": signs})
+    cols = ["patient", "landmark", "methods", "median_disagreement_mm", "max_disagreement_mm", "farthest_method",
+            "fallbacks", "off_rigid_fit", "warning_signs"]
+    out = pd.DataFrame(rows, columns=cols)
+    return out.sort_values(["warning_signs", "median_disagreement_mm"], ascending=False, na_position="last").reset_index(drop=True)
 
 
 def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir="results",
@@ -140,7 +220,7 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir
     when it exceeds ``flag_mm``, next to the method's spread.
     """
     fits, residuals = [], []
-    both = pd.concat([pred, truth.assign(method="truth")], ignore_index=True)
+    both = pd.concat([pred, truth.assign(method="truth")], ignore_index=True) if len(truth) else pred
     for patient in m.patients:
         info_path = Path(results_dir) / patient / "preproc" / "preproc.json"
         if not info_path.exists():
@@ -171,23 +251,35 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir
 
 
 def evaluate_cohort(m: Manifest, out_errors, out_summary, out_predictions, results_dir="results", jacobian_files=(),
-                    out_rigid=None, out_residuals=None, flag_mm: float = 4.0) -> pd.DataFrame:
-    """Write errors.tsv, summary.tsv and predictions.tsv for the cohort (and the landmark-based rigid
-    fits, when ``out_rigid`` and ``out_residuals`` are given); return the summary."""
+                    out_rigid=None, out_residuals=None, flag_mm: float = 4.0, out_check=None) -> pd.DataFrame:
+    """Write errors.tsv, summary.tsv and predictions.tsv for the cohort (the landmark-based rigid fits, when
+    ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is given);
+    return the summary. Without ground truth (no patient has pre-op landmarks of the post-op annotator)
+    errors.tsv has its header only, and summary.tsv has every method with ``n`` = 0 and what is known without
+    ground truth: shift from identity, disagreement, spread, fallbacks, Jacobian."""
     pred = collect_predictions(m, results_dir)
     truth = ground_truth(m)
     io.write_table(disagreement(pred), out_predictions, float_format="%.4f")
+    residuals = None
     if out_rigid is not None:
         fits, residuals = rigid_fits(m, pred, truth, results_dir, flag_mm)
         io.write_table(fits, out_rigid, float_format="%.4f")
         io.write_table(residuals, out_residuals, float_format="%.4f")
+    if out_check is not None:
+        io.write_table(landmarks_to_check(pred, residuals, flag_mm), out_check, float_format="%.4f")
+    without = [p for p in m.patients if p not in set(truth["patient"])]
     if truth.empty:
-        log.warning("no pre-op ground truth in the manifest: errors and summary are empty")
+        log.warning("no pre-op ground truth in the manifest: no errors; the summary has the methods' shifts, "
+                    "disagreement and spreads only")
+    elif without:
+        log.warning("no pre-op ground truth for %d of %d patients (%s): errors are over the others",
+                    len(without), len(m.patients), ", ".join(without))
     err = errors(pred, truth)
     jac = pd.concat([pd.read_csv(f, sep="\t") for f in jacobian_files], ignore_index=True) if jacobian_files else None
-    summ = summary(err, jac)
+    summ = summary(err, jac, pred)
     io.write_table(err, out_errors, float_format="%.4f")
     io.write_table(summ, out_summary, float_format="%.4f")
     for r in summ.itertuples():
-        log.info("%-16s n=%d mean %.2f mm median %.2f mm robustness %.2f", r.method, r.n, r.mean_mm, r.median_mm, r.robustness)
+        log.info("%-16s n=%d mean %.2f mm median %.2f mm robustness %.2f, median disagreement %.2f mm",
+                 r.method, r.n, r.mean_mm, r.median_mm, r.robustness, r.median_disagreement_mm)
     return summ

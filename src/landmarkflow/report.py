@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, spatial
-from .metrics import method_sort_key, sort_methods
+from .metrics import ERROR_COLUMNS, ground_truth, method_sort_key, sort_methods
 
 log = logging.getLogger(__name__)
 
@@ -290,10 +290,13 @@ window.addEventListener('load', function () {
 """
 
 
-def _table(df: pd.DataFrame, floats: int = 2) -> str:
+def _table(df: pd.DataFrame, floats: int = 2, escape: bool = True) -> str:
+    """A table as HTML; with ``escape=False`` the cells are HTML already (text in them must be escaped by the caller)."""
     if df is None or df.empty:
         return '<p class="note">(empty)</p>'
-    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}f}", na_rep="", border=0, escape=True)
+    if not escape:
+        df = df.map(lambda v: html.escape(v) if isinstance(v, str) and not v.startswith("<a ") else v)
+    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}f}", na_rep="", border=0, escape=False)
 
 
 def _versions() -> dict:
@@ -308,27 +311,95 @@ def _versions() -> dict:
     return out
 
 
+def _anchor(patient: str, landmark: str) -> str:
+    return f"landmark-{patient}-{landmark}"
+
+
+def _landmark_figures(m, pred: pd.DataFrame, truth: dict, results_dir: Path, figures_dir: Path) -> dict:
+    """Fig. 5 of every landmark as a data URI (also saved under ``figures_dir``), keyed by (patient, landmark)."""
+    out = {}
+    for patient in m.patients:
+        preproc = results_dir / patient / "preproc"
+        if not (preproc / "preproc.json").exists():
+            continue
+        ends, trajs = {}, {}
+        for method, folder, prefix in SEARCH_OUTPUTS:
+            e_path = results_dir / patient / folder / f"{prefix}endpoints.tsv"
+            t_path = results_dir / patient / folder / f"{prefix}trajectories.tsv"
+            if e_path.exists():
+                ends[method] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
+            if t_path.exists():
+                trajs[method] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
+        images = load_views(preproc)
+        for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
+            e = {method: df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for method, df in ends.items()}
+            t = {}
+            for method, df in trajs.items():
+                sub = df[df["landmark"] == landmark]
+                t[method] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
+            fig = landmark_figure(images, patient, landmark, pred, truth.get((patient, landmark)), e, t)
+            out[(patient, landmark)] = _png(fig, figures_dir / f"landmark_{patient}_{landmark}.png")
+    return out
+
+
+#: how many landmarks the summary shows with their Fig. 5 view, the one to check first on top
+CHECK_FIGURES = 3
+
+
+def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict) -> str:
+    """The summary: the error table where there is ground truth, plainly said where there is none, what is
+    known without it (shift, disagreement, spread, fallbacks, Jacobian), and the landmarks to check first."""
+    with_truth = set(err["patient"]) if len(err) else set()
+    without = [p for p in m.patients if p not in with_truth]
+    if not with_truth:
+        body = ('<p class="warn">No pre-operative ground truth: no patient has pre-op landmarks of the post-op '
+                "annotator, so no error can be measured. The table shows what is known without it: how far each method "
+                "moves the landmarks from the rigidly aligned post-op position (median_shift_mm), how far its predictions "
+                "are from the other methods' (median_disagreement_mm), the agents' spread, the fallbacks to the rigid "
+                "position and, for deformations, the share of folding voxels. Check the landmarks listed below by eye "
+                "first.</p>")
+        body += _table(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))
+    else:
+        if without:
+            body = (f'<p class="warn">Pre-operative ground truth for {len(with_truth)} of {len(m.patients)} patients: '
+                    f"errors (n, mean ... over_5mm) are over those; {html.escape(', '.join(without))} "
+                    "count in the columns that need no ground truth only.</p>")
+        else:
+            body = ""
+        body += _table(summ)
+        body += ('<p class="note">n: landmarks with ground truth; mean/median: error in mm; norm_*: error / initial error '
+                 "per landmark (paper, Table 1); robustness: share of landmarks improved over the initial error; over_5mm: "
+                 "share of errors above 5 mm. Without ground truth: landmarks predicted; median_shift_mm: from the rigidly "
+                 "aligned post-op position; median_disagreement_mm: distance to the median of the other methods' "
+                 "predictions; spread: mean distance of the agents' 20 end points to their centre; fallbacks: implausible "
+                 "predictions replaced by the rigidly aligned position.</p>")
+    if check is None or check.empty:
+        return body
+    rows = check.copy()
+    rows.insert(0, "view", [f'<a href="#{_anchor(p, lm)}">Fig. 5</a>' if (p, lm) in fig5 else ""
+                            for p, lm in zip(rows["patient"], rows["landmark"])])
+    body += ("<h3>Landmarks to check first</h3><p class=\"note\">Every landmark, the most doubtful on top: warning signs "
+             "are a fallback, a method off the landmark-based rigid fit, and a median disagreement above the rigid-fit "
+             f"flag distance. The first {CHECK_FIGURES} with their slices below the table.</p>"
+             + _table(rows, escape=False))
+    for r in rows.head(CHECK_FIGURES).itertuples():
+        if (r.patient, r.landmark) in fig5:
+            body += f'<img alt="check first: {html.escape(r.patient)} landmark {html.escape(r.landmark)}" src="{fig5[(r.patient, r.landmark)]}">'
+    return body
+
+
 def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_html, figures_dir, results_dir="results",
-                 warnings_tsv=None) -> None:
+                 warnings_tsv=None, check_tsv=None) -> None:
     """Write the cohort report (and its figures as PNG files under ``figures_dir``)."""
     results_dir = Path(results_dir)
     figures_dir = Path(figures_dir)
     summ = pd.read_csv(summary_tsv, sep="\t")
     err = pd.read_csv(errors_tsv, sep="\t", dtype={"landmark": str})
     pred = pd.read_csv(predictions_tsv, sep="\t", dtype={"landmark": str})
-    sections: list[tuple[str, str, str]] = []  # (id, title, html)
-
-    # summary
-    body = ""
-    if summ.empty:
-        body += '<p class="warn">No pre-operative ground truth in the manifest: there are predictions, no errors.</p>'
-    else:
-        body += _table(summ)
-        body += ('<p class="note">mean/median: error in mm; norm_*: error / initial error per landmark (paper, Table 1); '
-                 "robustness: share of landmarks improved over the initial error; over_5mm: share of errors above 5 mm; "
-                 "spread: mean distance of the agents' 20 end points to their centre; fallbacks: implausible agent predictions "
-                 "replaced by the rigidly aligned position.</p>")
-    sections.append(("summary", "Summary", body))
+    check = pd.read_csv(check_tsv, sep="\t", dtype={"landmark": str}) if check_tsv else None
+    truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
+    fig5 = _landmark_figures(m, pred, truth, results_dir, figures_dir)
+    sections: list[tuple[str, str, str]] = [("summary", "Summary", _summary_section(m, summ, err, check, fig5))]
 
     if not err.empty:
         err = err.copy()
@@ -342,39 +413,18 @@ def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_
                          figs + "<details><summary>per landmark</summary>" + _table(err.drop(columns="norm_error")) + "</details>"))
 
     # predictions and disagreement (also without ground truth)
-    shift = pred.pivot_table(index="method", values="shift_from_identity_mm", aggfunc="median").reset_index()
-    shift = sort_methods(shift)
-    sections.append(("predictions", "Predictions (pre-op world, RAS mm)",
-                     '<p class="note">Median shift of each method from the rigidly aligned post-op position '
-                     "(available without ground truth: how much the methods move the landmarks and disagree).</p>"
-                     + _table(shift) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>"))
+    dis = pred.dropna(subset=["disagreement_mm"])
+    if len(dis):
+        dis = dis.pivot_table(index=["patient", "landmark"], columns="method", values="disagreement_mm").reset_index()
+        dis = dis[["patient", "landmark"] + sorted(dis.columns[2:], key=method_sort_key)]
+    sections.append(("predictions", "Predictions and disagreement (pre-op world, RAS mm)",
+                     '<p class="note">Per landmark and method: the distance (mm) of the prediction to the median of the '
+                     "other methods' predictions (identity and raters are not counted among the others). Every prediction "
+                     "with its shift from the rigidly aligned post-op position and its spread is in the table below.</p>"
+                     + _table(dis) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>"))
 
-    # per landmark figures
-    body = ""
-    from .metrics import ground_truth
-
-    truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
-    for patient in m.patients:
-        preproc = results_dir / patient / "preproc"
-        if not (preproc / "preproc.json").exists():
-            continue
-        ends, trajs = {}, {}
-        for method, folder, prefix in SEARCH_OUTPUTS:
-            e_path = results_dir / patient / folder / f"{prefix}endpoints.tsv"
-            t_path = results_dir / patient / folder / f"{prefix}trajectories.tsv"
-            if e_path.exists():
-                ends[method] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
-            if t_path.exists():
-                trajs[method] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
-        views = load_views(preproc)
-        for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
-            e = {method: df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for method, df in ends.items()}
-            t = {}
-            for method, df in trajs.items():
-                sub = df[df["landmark"] == landmark]
-                t[method] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
-            fig = landmark_figure(views, patient, landmark, pred, truth.get((patient, landmark)), e, t)
-            body += f'<img alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{_png(fig, figures_dir / f"landmark_{patient}_{landmark}.png")}">'
+    body = "".join(f'<img id="{_anchor(patient, landmark)}" alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{uri}">'
+                   for (patient, landmark), uri in fig5.items())
     sections.append(("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", body or '<p class="note">(none)</p>'))
 
     # training curves

@@ -73,3 +73,152 @@ def test_rigid_fit_of_two_landmarks_is_reported_not_fatal(small_cohort, tmp_path
     assert set(fits["method"]) == {"agent_guided", "truth"}
     assert fits["status"].str.contains("P1, agent_guided: a rigid fit needs at least 3 landmarks, got 2").any()
     assert residuals.empty
+
+
+def test_disagreement_is_the_distance_to_the_other_methods_median():
+    pred = _pred([
+        ["P", "1", "identity", 9, 9, 9, np.nan, np.nan],  # not among the others
+        ["P", "1", "ants_syn", 0, 0, 0, np.nan, np.nan],
+        ["P", "1", "agent_guided", 2, 0, 0, 1.0, 0],
+        ["P", "1", "pin", 0, 6, 0, 1.0, 0],
+        ["P", "1", "rater_expert2", 50, 0, 0, np.nan, np.nan],  # not among the others either
+    ])
+    d = metrics.disagreement(pred).set_index("method")["disagreement_mm"]
+    assert d["ants_syn"] == pytest.approx(np.linalg.norm([1, 3, 0]))  # others: (2,0,0), (0,6,0) -> median (1,3,0)
+    assert d["agent_guided"] == pytest.approx(np.linalg.norm([2, -3, 0]))  # others -> (0,3,0)
+    assert d["pin"] == pytest.approx(np.linalg.norm([-1, 6, 0]))  # others -> (1,0,0)
+    assert d["identity"] == pytest.approx(np.linalg.norm([9, 9, 9]))  # median of all three compared: (0,0,0)
+    alone = metrics.disagreement(_pred([["P", "1", "identity", 0, 0, 0, np.nan, np.nan], ["P", "1", "pin", 1, 0, 0, 1, 0]]))
+    assert np.isnan(alone.set_index("method").loc["pin", "disagreement_mm"])  # no other method to disagree with
+
+
+def test_summary_without_ground_truth_keeps_every_method_and_the_jacobian():
+    """Issue 20: empty errors with a non-empty Jacobian table crashed (KeyError 'method')."""
+    pred = _pred([
+        ["P", "1", "identity", 0, 0, 0, np.nan, np.nan],
+        ["P", "1", "ants_syn", 3, 4, 0, np.nan, np.nan],
+        ["P", "1", "agent_guided", 3, 4, 1, 2.0, 1],
+    ])
+    err = metrics.errors(pred, TRUTH.iloc[:0])
+    assert err.empty and "error_mm" in err.columns
+    jac = pd.DataFrame({"method": ["ants_syn"], "nonpositive_jacobian": [0.002]})
+    s = metrics.summary(err, jac, pred).set_index("method")
+    assert list(s.index) == ["identity", "ants_syn", "agent_guided"]
+    assert (s["n"] == 0).all() and s["mean_mm"].isna().all()
+    assert s.loc["ants_syn", "nonpositive_jacobian"] == pytest.approx(0.002)
+    assert s.loc["agent_guided", "median_shift_mm"] == pytest.approx(np.sqrt(26))
+    assert s.loc["agent_guided", "median_disagreement_mm"] == pytest.approx(1.0)
+    assert s.loc["agent_guided", "spread_mm"] == 2.0 and s.loc["agent_guided", "fallbacks"] == 1
+    empty = metrics.summary(err, None, pred.iloc[:0])  # nothing at all: the columns, no rows
+    assert empty.empty and {"method", "n", "mean_mm", "median_disagreement_mm"} <= set(empty.columns)
+
+
+def test_landmarks_to_check_puts_warning_signs_and_disagreement_first():
+    pred = _pred([
+        ["P", "1", "ants_syn", 0, 0, 0, np.nan, np.nan],
+        ["P", "1", "agent_guided", 1, 0, 0, 1.0, 0],
+        ["P", "2", "ants_syn", 0, 0, 0, np.nan, np.nan],
+        ["P", "2", "agent_guided", 3, 0, 0, 1.0, 0],  # more disagreement than landmark 1
+        ["P", "3", "ants_syn", 0, 0, 0, np.nan, np.nan],
+        ["P", "3", "agent_guided", 0.5, 0, 0, 1.0, 1],  # a fallback: a warning sign
+    ])
+    residuals = pd.DataFrame({"patient": ["P", "P"], "method": ["ants_syn", "truth"], "landmark": ["1", "2"],
+                              "residual_mm": [5.0, 6.0], "flagged": [1, 1], "spread_mm": [np.nan, np.nan]})
+    c = metrics.landmarks_to_check(pred, residuals, flag_mm=4.0)
+    assert c["landmark"].tolist() == ["1", "3", "2"]  # 1: off the rigid fit (disagreement 1) before 3: fallback (0.5)
+    row = c.set_index("landmark")
+    assert row.loc["1", "off_rigid_fit"] == "ants_syn" and row.loc["2", "off_rigid_fit"] == ""  # truth is no method
+    assert row.loc["3", "fallbacks"] == "agent_guided" and row.loc["2", "warning_signs"] == 0
+    assert row.loc["2", "median_disagreement_mm"] == pytest.approx(3.0)
+
+
+def _results(tmp_path, m, shift=1.0):
+    """Landmark files of identity and two methods for every patient of ``m`` (the post-op landmarks moved)."""
+    from landmarkflow import io
+
+    res = tmp_path / "results"
+    for patient in m.patients:
+        post = io.read_landmarks(m.path(patient, "post", "landmarks", "expert"))
+        xyz = io.points_of(post)
+        (res / patient / "landmarks").mkdir(parents=True)
+        io.write_landmarks(io.landmarks_frame(post["landmark"], xyz), res / patient / "landmarks" / "identity.csv")
+        io.write_landmarks(io.landmarks_frame(post["landmark"], xyz + shift), res / patient / "landmarks" / "ants_syn.csv")
+        io.write_landmarks(io.landmarks_frame(post["landmark"], xyz - shift), res / patient / "landmarks" / "agent_baseline.csv")
+    return res
+
+
+def _outputs(tmp_path):
+    names = ("errors", "summary", "predictions", "rigid", "residuals", "check")
+    return {n: tmp_path / "cohort" / f"{n}.tsv" for n in names}
+
+
+def test_evaluate_cohort_without_ground_truth_writes_every_table(small_cohort, tmp_path):
+    from landmarkflow.manifest import load_manifest
+
+    manifest, _ = small_cohort
+    manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
+    m = load_manifest(manifest)
+    res = _results(tmp_path, m)
+    jac = tmp_path / "jacobian.tsv"
+    pd.DataFrame({"method": ["ants_syn"], "nonpositive_jacobian": [0.01]}).to_csv(jac, sep="\t", index=False)
+    out = _outputs(tmp_path)
+    metrics.evaluate_cohort(m, out["errors"], out["summary"], out["predictions"], res, [jac], out["rigid"],
+                            out["residuals"], out_check=out["check"])
+    assert pd.read_csv(out["errors"], sep="\t").empty
+    s = pd.read_csv(out["summary"], sep="\t").set_index("method")
+    assert list(s.index) == ["identity", "ants_syn", "agent_baseline"] and (s["n"] == 0).all()
+    assert s.loc["ants_syn", "median_shift_mm"] == pytest.approx(np.sqrt(3), abs=1e-3)
+    assert s.loc["ants_syn", "median_disagreement_mm"] == pytest.approx(2 * np.sqrt(3), abs=1e-3)
+    assert s.loc["ants_syn", "nonpositive_jacobian"] == pytest.approx(0.01)
+    assert len(pd.read_csv(out["check"], sep="\t")) == 2  # both landmarks of P1
+
+
+def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
+    """One patient with pre-op ground truth, one without: errors over the first, predictions of both."""
+    from landmarkflow import report
+    from landmarkflow.manifest import load_manifest
+
+    import shutil
+
+    manifest, folder = small_cohort
+    shutil.copytree(folder / "p1", folder / "p2")
+    rows = [line for line in manifest.read_text().splitlines()[1:] if "pre_lm.csv" not in line]
+    with manifest.open("a") as f:
+        f.write("".join(line.replace("P1\t", "P2\t", 1).replace("p1/", "p2/") + "\n" for line in rows))
+    m = load_manifest(manifest)
+    assert m.patients == ["P1", "P2"]
+    res = _results(tmp_path, m)
+    out = _outputs(tmp_path)
+    metrics.evaluate_cohort(m, out["errors"], out["summary"], out["predictions"], res, (), out["rigid"],
+                            out["residuals"], out_check=out["check"])
+    err = pd.read_csv(out["errors"], sep="\t")
+    assert set(err["patient"]) == {"P1"} and len(err) == 2 * 3
+    s = pd.read_csv(out["summary"], sep="\t").set_index("method")
+    assert s.loc["ants_syn", "n"] == 2 and s.loc["ants_syn", "landmarks"] == 4
+    pred = pd.read_csv(out["predictions"], sep="\t")
+    assert set(pred["patient"]) == {"P1", "P2"}
+    html = tmp_path / "report.html"
+    report.build_report(m, {"seed": 1}, out["summary"], out["errors"], out["predictions"], html, tmp_path / "figs", res,
+                        check_tsv=out["check"])
+    text = html.read_text()
+    assert "Pre-operative ground truth for 1 of 2 patients" in text and "P2 count in the columns" in text
+    assert "Landmarks to check first" in text and "Errors per method" in text
+
+
+def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_path):
+    from landmarkflow import report
+    from landmarkflow.manifest import load_manifest
+
+    manifest, _ = small_cohort
+    manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
+    m = load_manifest(manifest)
+    res = _results(tmp_path, m)
+    out = _outputs(tmp_path)
+    metrics.evaluate_cohort(m, out["errors"], out["summary"], out["predictions"], res, out_check=out["check"])
+    html = tmp_path / "report.html"
+    report.build_report(m, {"seed": 1}, out["summary"], out["errors"], out["predictions"], html, tmp_path / "figs", res,
+                        check_tsv=out["check"])
+    text = html.read_text()
+    assert "No pre-operative ground truth" in text and "median_disagreement_mm" in text
+    assert "Errors per method" not in text  # no error figures without errors
+    assert "<th>mean_mm</th>" not in text  # no empty error columns

@@ -144,3 +144,59 @@ def test_snakemake_own_report(tiny_run, tmp_path):
     names = zipfile.ZipFile(out).namelist()
     assert any(n.endswith("report.html") for n in names)
     assert any(n.endswith("summary.tsv") for n in names) and any(n.endswith(".png") for n in names)
+
+
+def _drop_rows(wd, keep):
+    """Keep only the manifest rows for which ``keep(row)`` is true."""
+    path = wd / "config" / "cohort.tsv"
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    io.write_table(table[table.apply(keep, axis=1)], path)
+
+
+def _run_workdir(wd):
+    run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2"])
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_cohort_without_ground_truth_runs_to_the_report(tmp_path):
+    """Issue 20: no pre-op landmarks (users' usual cohort) crashed evaluate_cohort, so there was no report."""
+    wd = _workdir(tmp_path, ["nogt01"], overrides=TINY)
+    _drop_rows(wd, lambda r: not (r["timepoint"] == "pre" and r["kind"] == "landmarks"))
+    _run_workdir(wd)
+    cohort = wd / "results" / "cohort"
+    methods = {"identity", "ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask", "agent_baseline", "agent_guided", "pin"}
+    pred = pd.read_csv(cohort / "predictions.tsv", sep="\t", dtype={"landmark": str})
+    assert set(pred["method"]) == methods
+    assert (pred.groupby("method")["landmark"].apply(sorted) == pd.Series([["1", "2", "3"]] * 8, index=sorted(methods))).all()
+    assert pred.loc[pred["method"] != "identity", "disagreement_mm"].notna().all()
+    summary = pd.read_csv(cohort / "summary.tsv", sep="\t").set_index("method")
+    assert set(summary.index) == methods and (summary["n"] == 0).all() and summary["mean_mm"].isna().all()
+    assert summary.loc["ants_syn", "nonpositive_jacobian"] >= 0 and (summary["landmarks"] == 3).all()
+    assert pd.read_csv(cohort / "errors.tsv", sep="\t").empty
+    assert len(pd.read_csv(cohort / "landmarks_to_check.tsv", sep="\t")) == 3
+    text = (cohort / "report.html").read_text()
+    assert "No pre-operative ground truth" in text and "Landmarks to check first" in text
+    assert 'href="#landmark-nogt01-' in text and 'id="landmark-nogt01-' in text
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_one_landmark_no_resection_mask_no_ants_runs_to_the_report(tmp_path):
+    """Issue 20, the same class of bug: a patient with one landmark, every guided agent skipped (no resection
+    mask), and ANTs off with PIN on, in one tiny run; there is ground truth, so errors are scored."""
+    wd = _workdir(tmp_path, ["one01"], overrides={**TINY, "ants": {"activate": False}})
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["demo"]["landmarks"] = 1
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    _drop_rows(wd, lambda r: r["name"] != "resection")
+    _run_workdir(wd)
+    cohort = wd / "results" / "cohort"
+    summary = pd.read_csv(cohort / "summary.tsv", sep="\t").set_index("method")
+    assert set(summary.index) == {"identity", "agent_baseline", "pin", "rater_expert2"}
+    assert (summary["n"] == 1).all() and summary["mean_mm"].notna().all()
+    fits = pd.read_csv(cohort / "rigid_fit.tsv", sep="\t")
+    assert fits["status"].str.contains("at least 3 landmarks").all()  # reported, not fatal
+    warnings = pd.read_csv(cohort / "warnings.tsv", sep="\t")["warning"]
+    assert warnings.str.contains("guided agent is skipped").any()
+    assert (cohort / "report.html").stat().st_size > 20_000

@@ -1,4 +1,5 @@
-# Cohort evaluation: errors against the pre-op ground truth, per-method summary.
+# Cohort evaluation: errors against the pre-op ground truth where it exists, per-method summary,
+# the methods' disagreement and the landmarks to check first (also without ground truth).
 
 
 rule evaluate_cohort:
@@ -13,6 +14,7 @@ rule evaluate_cohort:
         predictions="results/cohort/predictions.tsv",
         rigid_fit=report("results/cohort/rigid_fit.tsv", caption="../report/rigid_fit.rst", category="Evaluation"),
         rigid_residuals="results/cohort/rigid_residuals.tsv",
+        check=report("results/cohort/landmarks_to_check.tsv", caption="../report/check.rst", category="Evaluation"),
     params:
         flag_mm=config.get("rigid_fit", {}).get("flag_mm", 4.0),
     log:

@@ -9,6 +9,7 @@ rule build_report:
         predictions="results/cohort/predictions.tsv",
         warnings="results/cohort/warnings.tsv",
         rigid_fit="results/cohort/rigid_fit.tsv",
+        check="results/cohort/landmarks_to_check.tsv",
         preproc=expand("results/{patient}/preproc", patient=PATIENTS),
         agents=agent_outputs,
         radiomics=radiomics_outputs,
