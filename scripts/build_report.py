@@ -11,7 +11,7 @@ from landmarkflow.report import build_report  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     build_report(
-        m=load_manifest(snakemake.input.manifest),  # noqa: F821
+        m=load_manifest(snakemake.input.manifest, annotator=snakemake.params.annotator),  # noqa: F821
         config=snakemake.params.config,  # noqa: F821
         summary_tsv=snakemake.input.summary,  # noqa: F821
         errors_tsv=snakemake.input.errors,  # noqa: F821

@@ -11,7 +11,7 @@ from landmarkflow.metrics import evaluate_cohort  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     evaluate_cohort(
-        m=load_manifest(snakemake.input.manifest),  # noqa: F821
+        m=load_manifest(snakemake.input.manifest, annotator=snakemake.params.annotator),  # noqa: F821
         out_errors=snakemake.output.errors,  # noqa: F821
         out_summary=snakemake.output.summary,  # noqa: F821
         out_predictions=snakemake.output.predictions,  # noqa: F821

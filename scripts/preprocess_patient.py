@@ -11,7 +11,7 @@ from landmarkflow.preprocess import Settings, preprocess_patient  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     preprocess_patient(
-        m=load_manifest(snakemake.input.manifest),  # noqa: F821
+        m=load_manifest(snakemake.input.manifest, annotator=snakemake.params.annotator),  # noqa: F821
         patient=snakemake.wildcards.patient,  # noqa: F821
         outdir=snakemake.output.folder,  # noqa: F821
         identity_out=snakemake.output.identity,  # noqa: F821

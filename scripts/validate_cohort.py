@@ -13,4 +13,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
         manifest_path=snakemake.input.manifest,  # noqa: F821
         table_out=snakemake.output.table,  # noqa: F821
         warnings_out=snakemake.output.warnings,  # noqa: F821
+        annotator=snakemake.params.annotator,  # noqa: F821
+        unmatched_truth=snakemake.params.unmatched_truth,  # noqa: F821
     )

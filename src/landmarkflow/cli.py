@@ -24,7 +24,7 @@ def _demo(args) -> None:
 def _validate(args) -> None:
     from . import manifest
 
-    m = manifest.validate_contents(manifest.load_manifest(args.manifest))
+    m = manifest.validate_contents(manifest.load_manifest(args.manifest, annotator=args.annotator), args.unmatched_truth)
     print(f"{args.manifest}: {len(m.patients)} patient(s), {len(m.table)} file(s), all checks passed")
     for w in m.warnings:
         print(f"warning: {w}")
@@ -55,6 +55,9 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("validate", help="check a cohort manifest and every file it names")
     p.add_argument("manifest", type=Path)
+    p.add_argument("--annotator", help="the post-op annotator whose landmarks are redetected (config landmarks.annotator)")
+    p.add_argument("--unmatched-truth", choices=("error", "warn"), default="error",
+                   help="a ground truth whose identifiers match none of the post-op ones (config landmarks.unmatched_truth)")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("brats-manifest", help="turn a BraTS-Reg folder into a manifest (landmarks converted to RAS)")

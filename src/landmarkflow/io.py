@@ -112,20 +112,19 @@ def read_header(path) -> tuple[tuple[int, int, int], np.ndarray]:
 def read_image(path, dtype=np.float32) -> Image:
     """Read a 3D scalar image (NIfTI, NRRD, ...) into an :class:`Image`.
 
-    NIfTI voxels are read with nibabel, because ITK's NIfTI reader turns NaN
-    into 0 and would hide bad input; the geometry is ITK's (what ANTs uses),
-    checked against nibabel's so that a file whose qform and sform disagree is
-    an error rather than two different spaces.
+    NIfTI files are checked before their voxels are read (:func:`_read_nifti`: the declared data size
+    against the file, positive voxel sizes, the whole gzip stream with its CRC, qform against sform when
+    both are set) and their voxels are read with nibabel, because ITK's NIfTI reader turns NaN into 0 and
+    would hide bad input; the geometry is ITK's (what ANTs uses), checked against nibabel's so that the
+    two libraries never see two different spaces.
     """
     import SimpleITK as sitk
 
     path = _existing(path, "image")
     if _is_nifti(path):
-        import nibabel as nib
-
+        nii = _read_nifti(path)
         shape, affine = read_header(path)
         try:
-            nii = nib.load(str(path))
             data = np.asanyarray(nii.dataobj)
         except Exception as err:  # nibabel raises several types for corrupt files
             raise InputError(f"{path}: not a readable NIfTI image ({_first_line(err)})") from None
@@ -151,9 +150,101 @@ def read_image(path, dtype=np.float32) -> Image:
             raise InputError(f"{path}: expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
         data = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
         affine = spatial.affine_from_itk(img.GetSpacing(), img.GetOrigin(), img.GetDirection())
+        _check_spacing(path, spatial.spacing_of(affine), "voxel size")
     if dtype is not None:
         data = data.astype(dtype, copy=False)
     return Image(np.ascontiguousarray(data), affine)
+
+
+#: largest distance (mm) between the qform and the sform of a NIfTI file at its corners that is still one geometry
+QFORM_SFORM_TOL_MM = 0.1
+_CHUNK = 1 << 24
+
+
+def _read_nifti(path: Path):
+    """The NIfTI image of ``path`` (nibabel), checked before its voxels are read.
+
+    - the header's data size (offset + voxels x bytes) against the file's size: a truncated file or a
+      header that declares far more voxels than the file holds is named with both numbers, before any
+      array of the declared size is made;
+    - non-zero, finite voxel sizes (``pixdim``): readers silently use 1 mm for 0;
+    - ``.gz``: the whole stream is decompressed once and its CRC and length verified;
+    - qform against sform, when both codes are set: they must place the image's corners within
+      :data:`QFORM_SFORM_TOL_MM` of each other.
+    """
+    import gzip
+    import zlib
+
+    import nibabel as nib
+
+    gz = str(path).lower().endswith(".gz")
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(540)
+    except (OSError, EOFError, zlib.error) as err:
+        raise InputError(f"{path}: not a readable image ({_first_line(err)})") from None
+    size_field = int.from_bytes(head[:4], "little") if len(head) >= 4 else 0
+    if size_field not in (348, 540):
+        size_field = int.from_bytes(head[:4], "big") if len(head) >= 4 else 0
+    klass = {348: nib.Nifti1Image, 540: nib.Nifti2Image}.get(size_field)
+    if klass is None:
+        raise InputError(f"{path}: not a NIfTI file (header size {size_field}, expected 348 or 540)")
+    try:
+        hdr = klass.header_class.from_fileobj(_io_bytes(head), check=False)  # as written: no silent fixes
+        shape = tuple(int(n) for n in hdr.get_data_shape())
+        itemsize = hdr.get_data_dtype().itemsize
+        declared = int(hdr.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * itemsize
+    except Exception as err:  # nibabel's header errors
+        raise InputError(f"{path}: not a readable NIfTI header ({_first_line(err)})") from None
+    what = f"{'x'.join(map(str, shape))} voxels of {hdr.get_data_dtype()}"
+    _check_spacing(path, np.asarray(hdr["pixdim"][1:4], dtype=float)[: max(1, min(3, len(shape)))], "voxel size (pixdim)")
+    if gz:
+        chunks, total = [], 0
+        try:
+            with gzip.open(path, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    chunks.append(chunk)
+                    total += len(chunk)
+        except EOFError:
+            raise InputError(f"{path}: the gzip stream ends early, after {total:,} bytes; the header declares {what} "
+                             f"({declared:,} bytes with the header): the file is truncated") from None
+        except (OSError, zlib.error) as err:
+            raise InputError(f"{path}: damaged gzip stream ({_first_line(err)}): the file is corrupt; copy or export it again") from None
+    else:
+        total = os.path.getsize(path)
+    if total < declared:
+        raise InputError(f"{path}: the header declares {what} ({declared:,} bytes with the header) but the file holds "
+                         f"{total:,} bytes{' uncompressed' if gz else ''}: a truncated file or a wrong header")
+    try:
+        nii = klass.from_bytes(b"".join(chunks)) if gz else nib.load(str(path))
+    except Exception as err:  # nibabel raises several types for corrupt files
+        raise InputError(f"{path}: not a readable NIfTI image ({_first_line(err)})") from None
+    qform, qcode = nii.get_qform(coded=True)
+    sform, scode = nii.get_sform(coded=True)
+    if qcode and scode and qform is not None and sform is not None:
+        corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in shape[:3]], indexing="ij")).reshape(3, -1).T
+        gap = float(np.max(np.linalg.norm(spatial.voxel_to_world(corners, qform) - spatial.voxel_to_world(corners, sform), axis=1)))
+        if gap > QFORM_SFORM_TOL_MM:
+            raise InputError(f"{path}: the NIfTI qform (code {int(qcode)}) and sform (code {int(scode)}) disagree: they place "
+                             f"the image's corners up to {gap:.1f} mm apart; rewrite the header with one affine (or set "
+                             f"one of the two codes to 0)")
+    return nii
+
+
+def _io_bytes(data: bytes):
+    import io as _io
+
+    return _io.BytesIO(data)
+
+
+def _check_spacing(path, spacing, what: str) -> None:
+    spacing = np.asarray(spacing, dtype=float)
+    bad = [i for i, s in enumerate(spacing) if not np.isfinite(s) or abs(s) < 1e-6]
+    if bad:
+        axes = ", ".join("ijk"[i] for i in bad)
+        raise InputError(f"{path}: {what} {np.round(spacing, 4).tolist()} mm is zero or not a number along "
+                         f"axis {axes}; expected positive voxel sizes in mm (fix the header)")
 
 
 def _is_nifti(path) -> bool:

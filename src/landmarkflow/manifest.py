@@ -16,11 +16,13 @@ import logging
 import os
 import re
 from dataclasses import dataclass, field
+from io import StringIO
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import pandas as pd
+from scipy import ndimage
 
 from . import io, spatial
 from .io import InputError
@@ -32,7 +34,18 @@ TIMEPOINTS = ("pre", "post")
 KINDS = ("image", "mask", "landmarks")
 MASK_NAMES = {"resection": "post", "tumor": "pre", "brain": None}  # name -> required timepoint
 ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: longest identifier (patient, name, landmark): they become parts of file names, which may have 255 bytes
+MAX_ID = 64
 DEFAULT_MODALITY_PREFERENCE = ("t1ce", "t1", "t2", "flair")
+
+
+def identifier_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot be an identifier (patient, modality, annotator, landmark), or None."""
+    if not ID_RE.match(value):
+        return f"{what} {value!r} must match [A-Za-z0-9_-]+"
+    if len(value) > MAX_ID:
+        return f"{what} {value[:20]!r}... has {len(value)} characters; at most {MAX_ID} (it becomes part of file names)"
+    return None
 
 
 def _suggest(value: str, choices) -> str:
@@ -51,6 +64,7 @@ class Manifest:
     table: pd.DataFrame
     source: Path
     warnings: list[str] = field(default_factory=list)
+    annotator: str | None = None  # the configured primary annotator (None: each patient's only post-op one)
 
     @property
     def patients(self) -> list[str]:
@@ -100,24 +114,40 @@ class Manifest:
     def annotators(self, patient, timepoint) -> list[str]:
         return list(self.rows(patient, timepoint, "landmarks")["name"])
 
+    def primary_annotator(self, patient) -> str:
+        """The annotator whose post-op landmarks are redetected (and whose pre-op file is the ground truth):
+        the configured one, or the patient's only post-op annotator (:func:`load_manifest` checks both)."""
+        return self.annotator or self.annotators(patient, "post")[0]
+
     def files(self) -> list[str]:
         return list(self.table["path"])
 
 
-def load_manifest(path, check_files: bool | Callable[[Path], bool] = True) -> Manifest:
+def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annotator: str | None = None) -> Manifest:
     """Read and check a manifest; raise :class:`InputError` listing every problem.
 
     ``check_files`` may be ``False`` to skip the existence check, or a function
     of a path that says whether that file must exist now (the workflow defers
     the files its own rules create, such as the demo cohort);
-    :func:`validate_contents` must then run once they exist.
+    :func:`validate_contents` must then run once they exist. ``annotator``
+    (config ``landmarks.annotator``) names the post-op annotator whose landmarks
+    are redetected; without it every patient must have exactly one. Lines
+    starting with ``#`` are comments. Warnings are collected in
+    ``Manifest.warnings`` for the caller to report (once).
     """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: manifest not found")
     try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False, comment=None)
-    except (pd.errors.ParserError, UnicodeDecodeError) as err:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a text file ({err})") from None
+    kept = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")]
+    if not kept:
+        raise InputError(f"{path}: the manifest has no header and no rows")
+    try:
+        df = pd.read_csv(StringIO("\n".join(line for _, line in kept)), sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as err:
         raise InputError(f"{path}: not a tab-separated table ({err})") from None
     df.columns = [c.strip() for c in df.columns]
     missing = [c for c in COLUMNS if c not in df.columns]
@@ -125,8 +155,8 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True) -> Ma
         hint = " (is the file tab separated?)" if len(df.columns) == 1 else ""
         raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}{hint}")
     df = df[COLUMNS].apply(lambda s: s.str.strip())
-    df.insert(0, "row", np.arange(2, len(df) + 2))
-    df = df[(df[COLUMNS] != "").any(axis=1)]  # blank lines
+    df.insert(0, "row", [n for n, _ in kept[1:]])  # the file's own line numbers
+    df = df[(df[COLUMNS] != "").any(axis=1)]  # lines of tabs only
     problems: list[str] = []
 
     def bad(row, msg):
@@ -137,14 +167,14 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True) -> Ma
     base = path.resolve().parent
     resolved = []
     for r in df.itertuples(index=False):
-        if not ID_RE.match(r.patient):
-            bad(r.row, f"patient {r.patient!r} must match [A-Za-z0-9_-]+")
+        if problem := identifier_problem(r.patient, "patient"):
+            bad(r.row, problem)
         if r.timepoint not in TIMEPOINTS:
             bad(r.row, f"timepoint {r.timepoint!r} is not one of {', '.join(TIMEPOINTS)}{_suggest(r.timepoint, TIMEPOINTS)}")
         if r.kind not in KINDS:
             bad(r.row, f"kind {r.kind!r} is not one of {', '.join(KINDS)}{_suggest(r.kind, KINDS)}")
-        if not ID_RE.match(r.name):
-            bad(r.row, f"name {r.name!r} must match [A-Za-z0-9_-]+ (a modality, mask name or annotator)")
+        if problem := identifier_problem(r.name, "name"):
+            bad(r.row, problem + " (a modality, mask name or annotator)")
         if r.kind == "mask":
             if r.name not in MASK_NAMES:
                 bad(r.row, f"mask name {r.name!r} is not one of {', '.join(MASK_NAMES)}{_suggest(r.name, MASK_NAMES)}")
@@ -188,12 +218,28 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True) -> Ma
                 f"{where}: no modality common to both time points (pre: {', '.join(sorted(imgs['pre']))}; "
                 f"post: {', '.join(sorted(imgs['post']))})"
             )
-        if grp[(grp.timepoint == "post") & (grp.kind == "landmarks")].empty:
+        for kind, what in (("image", "modality"), ("landmarks", "annotator")):
+            names = {t: grp[(grp.timepoint == t) & (grp.kind == kind)] for t in TIMEPOINTS}
+            for r in names["pre"].itertuples():
+                twins = names["post"][(names["post"]["name"].str.lower() == r.name.lower()) & (names["post"]["name"] != r.name)]
+                for t in twins.itertuples():
+                    problems.append(f"{where}: {what} {r.name!r} (pre, row {r.row}) and {t.name!r} (post, row {t.row}) differ "
+                                    f"only in case; spell them the same (did you mean {t.name!r}?)")
+        post_lm = grp[(grp.timepoint == "post") & (grp.kind == "landmarks")]
+        if post_lm.empty:
             problems.append(f"{where}: no post-operative landmark file (a row with timepoint=post, kind=landmarks)")
+        elif annotator is not None and annotator not in set(post_lm["name"]):
+            problems.append(f"{where}: no post-operative landmarks of the annotator {annotator!r} (config landmarks.annotator)"
+                            f"; the patient has {', '.join(post_lm['name'])}{_suggest(annotator, post_lm['name'])}")
+        elif annotator is None and len(post_lm) > 1:
+            listed = ", ".join(f"{r.name} (row {r.row})" for r in post_lm.itertuples())
+            problems.append(f"{where}: post-operative landmarks of {len(post_lm)} annotators, {listed}: set landmarks.annotator "
+                            "in the config to the one whose landmarks are redetected (the others' pre-operative files are "
+                            "then scored as raters)")
     if problems:
         raise InputError(_join(problems))
 
-    m = Manifest(df.reset_index(drop=True), path)
+    m = Manifest(df.reset_index(drop=True), path, annotator=annotator)
     for patient in m.patients:
         pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
         only = sorted(pre ^ post)
@@ -201,31 +247,43 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True) -> Ma
             m.warnings.append(f"patient {patient}: modalities {', '.join(only)} exist at one time point only and are not used")
         if m.path(patient, "post", "mask", "resection") is None:
             m.warnings.append(f"patient {patient}: no post-operative resection mask: the guided agent is skipped")
-        post_ann = set(m.annotators(patient, "post"))
-        if m.annotators(patient, "pre") and not post_ann & set(m.annotators(patient, "pre")):
+        primary = m.primary_annotator(patient)
+        if m.annotators(patient, "pre") and primary not in m.annotators(patient, "pre"):
             m.warnings.append(
                 f"patient {patient}: no pre-operative landmark file has the post-operative annotator's name "
-                f"({', '.join(sorted(post_ann))}): there is no ground truth; pre-operative annotations are scored as methods"
+                f"({primary}): there is no ground truth; pre-operative annotations are scored as methods"
             )
-    for w in m.warnings:
-        log.warning(w)
     return m
 
 
-def validate_contents(m: Manifest) -> Manifest:
+#: a landmark may lie this far (mm) outside the brain mask or the image's foreground (a mask drawn tight)
+ANATOMY_TOL_MM = 3.0
+UNMATCHED_TRUTH = ("error", "warn")
+
+
+def validate_contents(m: Manifest, unmatched_truth: str = "error") -> Manifest:
     """Open every file of the manifest and check it; raise listing every problem.
 
     Checks: images readable, 3D, finite; masks on the grid of an image of the
     same time point, binary, neither empty nor full; landmark files well
-    formed, inside the time point's images and, post-operatively, outside the
-    resection mask; landmark identifiers of the pre-operative files present in
-    the post-operative file.
+    formed, inside the time point's images, on the anatomy (within
+    :data:`ANATOMY_TOL_MM` of the brain mask, or of the image's foreground
+    without one; with a hint when the points mirrored as LPS would fit it
+    better) and, post-operatively, outside the resection mask; landmark
+    identifiers of the pre-operative files present in the post-operative file;
+    a ground truth (the primary annotator's pre-op file) whose identifiers match
+    none of the post-op ones is an error (``unmatched_truth="error"``) or a
+    warning (``"warn"``).
     """
+    if unmatched_truth not in UNMATCHED_TRUTH:
+        raise InputError(f"landmarks.unmatched_truth={unmatched_truth!r}: expected one of {', '.join(UNMATCHED_TRUTH)}")
     problems: list[str] = []
     src = m.source
     for patient in m.patients:
+        frames = {}  # (timepoint, annotator) -> (manifest row, landmarks)
         for tp in TIMEPOINTS:
             grids = {}
+            anatomy = None  # (name, region, affine): the brain mask, or the first image's foreground
             for r in m.rows(patient, tp, "image").itertuples():
                 try:
                     img = io.read_image(r.path)
@@ -237,6 +295,8 @@ def validate_contents(m: Manifest) -> Manifest:
                     problems.append(f"{src}, row {r.row}: {r.path} has {n_bad} NaN or infinite voxels")
                 elif float(img.data.max()) == float(img.data.min()):
                     problems.append(f"{src}, row {r.row}: {r.path} is constant ({float(img.data.min())}): an empty image?")
+                elif anatomy is None:  # a finite image with contrast: its foreground is the anatomy
+                    anatomy = (f"the foreground of the {tp}-operative {r.name} image", img)
                 grids[r.name] = (img.shape, img.affine)
             masks = {}
             for r in m.rows(patient, tp, "mask").itertuples():
@@ -245,8 +305,11 @@ def validate_contents(m: Manifest) -> Manifest:
                 except InputError as err:
                     problems.append(f"{src}, row {r.row}: {err}")
                     continue
-                problems += [f"{src}, row {r.row}: {p}" for p in _mask_problems(mask, r.path, grids)]
+                mask_problems = _mask_problems(mask, r.path, grids)
+                problems += [f"{src}, row {r.row}: {p}" for p in mask_problems]
                 masks[r.name] = mask
+                if r.name == "brain" and not mask_problems:
+                    anatomy = (f"the {tp}-operative brain mask", mask)
             for r in m.rows(patient, tp, "landmarks").itertuples():
                 try:
                     lm = io.read_landmarks(r.path)
@@ -260,10 +323,16 @@ def validate_contents(m: Manifest) -> Manifest:
                             f"{src}, row {r.row}: {r.path}: landmark {lid} at RAS ({pt[0]:.1f}, {pt[1]:.1f}, {pt[2]:.1f}) mm "
                             f"lies outside the {tp}-operative {modality} image; expected world RAS mm (not voxel indices or LPS)"
                         )
+                if anatomy is not None and grids:
+                    problems += [f"{src}, row {r.row}: {r.path}: {p}" for p in _anatomy_problems(lm, *anatomy)]
                 if tp == "post":  # identifiers become file names and Snakemake wildcards
                     for lid in lm["landmark"]:
-                        if not ID_RE.match(lid):
-                            problems.append(f"{src}, row {r.row}: {r.path}: landmark identifier {lid!r} must match [A-Za-z0-9_-]+")
+                        if problem := identifier_problem(lid, "landmark identifier"):
+                            problems.append(f"{src}, row {r.row}: {r.path}: {problem}")
+                frames[(tp, r.name)] = (r, lm)
+                lesion = masks.get({"post": "resection", "pre": "tumor"}[tp])
+                if lesion is not None and (hint := _mirror_lesion_hint(lm, lesion)):
+                    m.warnings.append(f"{src}, row {r.row}: {r.path}: {hint}")
                 # post-op landmarks inside the cavity cannot be redetected; pre-op ones in the tumour are suspect
                 check = {"post": "resection", "pre": "tumor"}[tp]
                 if check in masks:
@@ -274,6 +343,10 @@ def validate_contents(m: Manifest) -> Manifest:
                             problems.append(msg + "; a landmark must be on tissue that exists at both time points")
                         else:
                             m.warnings.append(msg)
+        post = frames.get(("post", m.primary_annotator(patient)))
+        for (tp, _), (r, lm) in frames.items():
+            if tp == "pre" and post is not None and (hint := _mirror_pair_hint(lm, post[1])):
+                problems.append(f"{src}, rows {r.row} and {post[0].row}: {r.path} and {post[0].path}: {hint}")
         post_ids: set[str] = set()
         for r in m.rows(patient, "post", "landmarks").itertuples():
             try:
@@ -286,21 +359,130 @@ def validate_contents(m: Manifest) -> Manifest:
             except InputError:
                 continue
             unknown = sorted(ids - post_ids)
-            if unknown and post_ids:
+            if not post_ids or not unknown:
+                continue
+            if ids & post_ids:
                 m.warnings.append(
                     f"{src}, row {r.row}: pre-operative landmarks {', '.join(unknown)} have no post-operative counterpart and are ignored"
                 )
+                continue
+            msg = (f"{src}, row {r.row}: {r.path}: none of the pre-operative landmark identifiers ({_few(ids)}) is among the "
+                   f"post-operative ones ({_few(post_ids)}){_id_hint(ids, post_ids)}")
+            if r.name == m.primary_annotator(patient) and unmatched_truth == "error":
+                problems.append(msg + "; without matching identifiers there is no ground truth (set landmarks.unmatched_truth: "
+                                "warn to run without it)")
+            else:
+                m.warnings.append(msg + ": they are not scored")
     if problems:
         raise InputError(_join(problems))
     return m
 
 
-def validate_to(manifest_path, table_out, warnings_out) -> Manifest:
-    """Check a manifest and its files; write the resolved table and the warnings (TSV)."""
-    m = validate_contents(load_manifest(manifest_path))
+def validate_to(manifest_path, table_out, warnings_out, annotator: str | None = None,
+                unmatched_truth: str = "error") -> Manifest:
+    """Check a manifest and its files; write the resolved table and the warnings (TSV), and log the warnings."""
+    m = validate_contents(load_manifest(manifest_path, annotator=annotator), unmatched_truth)
+    for w in m.warnings:
+        log.warning(w)
     io.write_table(m.table[["patient", "timepoint", "kind", "name", "path", "row"]], table_out)
     io.write_table(pd.DataFrame({"warning": m.warnings}, dtype=str), warnings_out)
     return m
+
+
+def _anatomy_problems(lm: pd.DataFrame, name: str, image: io.Image) -> list[str]:
+    """Landmarks more than :data:`ANATOMY_TOL_MM` away from the anatomy (``image`` a brain mask, or an image
+    whose foreground is taken), and a hint when the points mirrored to (-x, -y, z), i.e. read as LPS, fit it better."""
+    from .preprocess import head_mask  # (preprocess imports this module)
+
+    uniq = np.unique(image.data)
+    region = image.data > 0 if uniq.size <= 16 else head_mask(image)  # a mask, or an image
+    xyz = io.points_of(lm)
+
+    def distance(points):
+        ijk = np.rint(spatial.world_to_voxel(points, image.affine)).astype(int)
+        inside = np.all((ijk >= 0) & (ijk < np.array(image.shape)), axis=1)
+        out = np.full(len(points), np.inf)
+        hit = np.zeros(len(points), bool)
+        hit[inside] = region[tuple(ijk[inside].T)]
+        out[hit] = 0.0
+        todo = inside & ~hit
+        if todo.any():
+            dist = ndimage.distance_transform_edt(~region, sampling=image.spacing)
+            out[todo] = dist[tuple(ijk[todo].T)]
+        return out
+
+    given = distance(xyz)
+    off = given > ANATOMY_TOL_MM
+    out = [f"landmark {lid} at RAS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm lies "
+           + (f"{d:.1f} mm outside {name}" if np.isfinite(d) else f"outside the image of {name}")
+           + "; expected a point on the anatomy in world RAS mm"
+           for lid, p, d in zip(lm["landmark"][off], xyz[off], given[off])]
+    mirrored = distance(xyz * MIRROR)
+    if (mirrored <= ANATOMY_TOL_MM).sum() > (~off).sum():
+        out.append(f"read as LPS, i.e. mirrored to (-x, -y, z), {(mirrored <= ANATOMY_TOL_MM).sum()} of {len(xyz)} landmarks "
+                   f"lie on {name}, against {(~off).sum()} as given: is the file in LPS (ITK, ANTs, 3D Slicer 5)? "
+                   "Convert it to RAS (negate x and y)")
+    return out
+
+
+MIRROR = np.array([-1.0, -1.0, 1.0])  # RAS <-> LPS
+
+
+def _mirror_pair_hint(pre: pd.DataFrame, post: pd.DataFrame) -> str | None:
+    """A hint when pre- and post-op landmarks of the same identifiers are far apart as given and close once
+    one file is mirrored (one file in LPS, the other in RAS)."""
+    pairs = pre[["landmark", "x", "y", "z"]].merge(post[["landmark", "x", "y", "z"]], on="landmark", suffixes=("_pre", "_post"))
+    if pairs.empty:
+        return None
+    a = pairs[["x_pre", "y_pre", "z_pre"]].to_numpy(float)
+    b = pairs[["x_post", "y_post", "z_post"]].to_numpy(float)
+    given = float(np.median(np.linalg.norm(a - b, axis=1)))
+    mirrored = float(np.median(np.linalg.norm(a - b * MIRROR, axis=1)))
+    if given > 20.0 and mirrored < given / 3:
+        return (f"the pre- and post-operative landmarks are {given:.0f} mm apart (median) as given, {mirrored:.0f} mm once "
+                "one file is mirrored to (-x, -y, z): is one of them in LPS (ITK, ANTs, 3D Slicer 5)? Both must be RAS mm")
+    return None
+
+
+def _mirror_lesion_hint(lm: pd.DataFrame, lesion: io.Image) -> str | None:
+    """A hint when the landmarks lie far from the lesion (cavity or tumour) as given and near it once mirrored
+    to (-x, -y, z): they are placed around the lesion, so LPS coordinates are the likely cause."""
+    region = lesion.data > 0
+    if not region.any():
+        return None
+    dist = ndimage.distance_transform_edt(~region, sampling=lesion.spacing)
+
+    def median_distance(points):
+        ijk = np.rint(spatial.world_to_voxel(points, lesion.affine)).astype(int)
+        inside = np.all((ijk >= 0) & (ijk < np.array(lesion.shape)), axis=1)
+        d = np.full(len(points), np.inf)
+        d[inside] = dist[tuple(ijk[inside].T)]
+        return float(np.median(d))
+
+    xyz = io.points_of(lm)
+    given, mirrored = median_distance(xyz), median_distance(xyz * MIRROR)
+    if given > 30.0 and mirrored < given / 3:
+        return (f"the landmarks lie {given:.0f} mm (median) from the lesion mask as given and {mirrored:.0f} mm once mirrored "
+                "to (-x, -y, z): is the file in LPS (ITK, ANTs, 3D Slicer 5)? Expected RAS mm")
+    return None
+
+
+def _few(ids, n: int = 5) -> str:
+    ids = sorted(ids)
+    return ", ".join(ids[:n]) + (f", ... ({len(ids)} in all)" if len(ids) > n else "")
+
+
+def _id_hint(ids, post_ids) -> str:
+    """A did-you-mean for identifiers that differ in leading zeros, case or surrounding text only."""
+    def norm(x):
+        return x.lower().lstrip("0") or "0"
+
+    post = {norm(p): p for p in post_ids}
+    pairs = [(i, post[norm(i)]) for i in sorted(ids) if norm(i) in post]
+    if not pairs:
+        return ""
+    shown = ", ".join(f"{a!r} -> {b!r}" for a, b in pairs[:3])
+    return f"; they differ in leading zeros or case only ({shown}): write them the same in both files"
 
 
 def _mask_problems(mask: io.Image, path, grids) -> list[str]:

@@ -48,7 +48,7 @@ def collect_predictions(m: Manifest, results_dir="results") -> pd.DataFrame:
             df.insert(0, "method", csv.stem)
             df.insert(0, "patient", patient)
             frames.append(df)
-        primary = m.annotators(patient, "post")[0]
+        primary = m.primary_annotator(patient)
         for ann in m.annotators(patient, "pre"):
             if ann != primary:  # another rater: scored like a method (the paper's "Expert" row)
                 df = io.read_landmarks(m.path(patient, "pre", "landmarks", ann))
@@ -67,7 +67,7 @@ def ground_truth(m: Manifest) -> pd.DataFrame:
     """The pre-op landmarks of the post-op annotator, where the manifest has them (patient, landmark, x, y, z)."""
     frames = []
     for patient in m.patients:
-        primary = m.annotators(patient, "post")[0]
+        primary = m.primary_annotator(patient)
         path = m.path(patient, "pre", "landmarks", primary)
         if path:
             df = io.read_landmarks(path)[["landmark", "x", "y", "z"]]
@@ -226,7 +226,7 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir
         if not info_path.exists():
             continue
         reference = np.asarray(json.loads(info_path.read_text())["post_to_pre"])
-        post = io.read_landmarks(m.path(patient, "post", "landmarks", m.annotators(patient, "post")[0]))
+        post = io.read_landmarks(m.path(patient, "post", "landmarks", m.primary_annotator(patient)))
         for method, g in both[both["patient"] == patient].groupby("method", sort=False):
             pairs = post[["landmark", "x", "y", "z"]].merge(g, on="landmark", suffixes=("_post", ""))
             src, dst = pairs[["x_post", "y_post", "z_post"]].to_numpy(), pairs[["x", "y", "z"]].to_numpy()

@@ -277,7 +277,7 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
             for lid in out["landmark"][~inside]:
                 info["warnings"].append(f"{tp} landmark {lid} ({ann}) lies outside the preprocessed grid")
             io.write_landmarks(out, tmp / f"landmarks_{tp}_{ann}.csv")
-    primary = m.annotators(patient, "post")[0]
+    primary = m.primary_annotator(patient)
     info["primary_annotator"] = primary
     info["grid"] = {"shape": list(shape), "affine": affine.tolist()}
     info["post_to_pre"] = post_to_pre.tolist()  # 4x4 RAS: post-op world point -> pre-op world point

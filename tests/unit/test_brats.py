@@ -15,7 +15,11 @@ def _case(root, case, with_followup_landmarks=True):
         for mod in ("t1ce", "flair"):
             img = sitk.Image([240, 240, 155], sitk.sitkInt16)
             img.SetOrigin((0.0, -239.0, 0.0))
-            img[120, 100, 70] = 10  # not constant
+            arr = np.zeros((155, 240, 240), np.int16)  # (z, y, x): a block of "tissue" around the landmarks
+            arr[30:120, 50:200, 40:200] = 100
+            arr[70, 100, 120] = 110  # not constant inside
+            img = sitk.GetImageFromArray(arr)
+            img.SetOrigin((0.0, -239.0, 0.0))
             sitk.WriteImage(img, str(d / f"{case}_{tp}_{days}_{mod}.nii.gz"), useCompression=True)
         if tp == "00" or with_followup_landmarks:
             (d / f"{case}_{tp}_{days}_landmarks.csv").write_text("Landmark,X,Y,Z\n1,120,-100,70\n2,80,-150,60\n")

@@ -200,3 +200,28 @@ def test_one_landmark_no_resection_mask_no_ants_runs_to_the_report(tmp_path):
     warnings = pd.read_csv(cohort / "warnings.tsv", sep="\t")["warning"]
     assert warnings.str.contains("guided agent is skipped").any()
     assert (cohort / "report.html").stat().st_size > 20_000
+
+
+def test_a_damaged_file_stops_validation_with_one_message_and_no_traceback(small_cohort, tmp_path):
+    """Issue 18: the validation job's clear message used to come after a Python traceback."""
+    manifest, folder = small_cohort
+    image = folder / "p1" / "pre_t1.nii.gz"
+    raw = bytearray(image.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    image.write_bytes(bytes(raw))
+    cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    cfg["cohort"] = str(manifest)
+    cfg["demo"]["activate"] = False
+    cfg["agent"]["modalities"] = []
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    wd = tmp_path / "wd"
+    res = run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(config), "--cores", "1",
+               "results/cohort/manifest.tsv"], check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "landmarkflow: error: problem in the cohort manifest:" in out and "pre_t1.nii.gz: damaged gzip stream" in out, out[-3000:]
+    assert "Traceback" not in out
+    log = (wd / "results" / "logs" / "validate_cohort" / "validate_cohort.log").read_text()
+    assert "damaged gzip stream" in log and "Traceback" not in log
+    assert not (wd / "results" / "cohort" / "manifest.tsv").exists()

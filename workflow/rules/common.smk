@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
+from snakemake.logging import logger
 from snakemake.utils import validate
 
 sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # the library, also when it is not installed
@@ -35,14 +36,19 @@ def _must_exist_now(path):
     return not Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(DEMO_DIR)))
 
 
+ANNOTATOR = config.get("landmarks", {}).get("annotator")
+UNMATCHED_TRUTH = config.get("landmarks", {}).get("unmatched_truth", "error")
+
 try:
-    MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now)
+    MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now, annotator=ANNOTATOR)
     MANIFEST.check_modalities(
         {f"{key}.modalities": config.get(key, {}).get("modalities", []) for key in ("agent", "pin", "ants")}
     )
 except InputError as err:
     raise WorkflowError(str(err)) from None
 validate(MANIFEST.table, schema="../schemas/manifest.schema.yaml")
+for _warning in MANIFEST.warnings:  # once, when the workflow starts; the validation job logs them with its own
+    logger.warning(_warning)
 
 PATIENTS = MANIFEST.patients
 
@@ -56,8 +62,7 @@ def patient_files(wildcards):
 def landmark_ids(patient):
     """Landmark identifiers of a patient's post-op file (read once validate_cohort has run)."""
     checkpoints.validate_cohort.get()
-    annotator = MANIFEST.annotators(patient, "post")[0]
-    return list(read_landmarks(MANIFEST.path(patient, "post", "landmarks", annotator))["landmark"])
+    return list(read_landmarks(MANIFEST.path(patient, "post", "landmarks", MANIFEST.primary_annotator(patient)))["landmark"])
 
 
 def agent_variants(patient):

@@ -14,6 +14,7 @@ rule preprocess_patient:
         settings=config["preprocess"],
         seed=config["seed"],
         reference_modality=config["reference_modality"],
+        annotator=ANNOTATOR,
     log:
         "results/logs/preprocess_patient/{patient}.log",
     benchmark:

@@ -23,6 +23,7 @@ rule build_report:
         ),
     params:
         config=config,
+        annotator=ANNOTATOR,
     log:
         "results/logs/build_report/build_report.log",
     conda:

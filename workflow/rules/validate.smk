@@ -8,6 +8,9 @@ checkpoint validate_cohort:
     output:
         table="results/cohort/manifest.tsv",
         warnings="results/cohort/warnings.tsv",
+    params:
+        annotator=ANNOTATOR,
+        unmatched_truth=UNMATCHED_TRUTH,
     log:
         "results/logs/validate_cohort/validate_cohort.log",
     conda:
