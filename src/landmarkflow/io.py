@@ -226,7 +226,7 @@ def _read_nifti(path: Path):
         corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in shape[:3]], indexing="ij")).reshape(3, -1).T
         gap = float(np.max(np.linalg.norm(spatial.voxel_to_world(corners, qform) - spatial.voxel_to_world(corners, sform), axis=1)))
         if gap > QFORM_SFORM_TOL_MM:
-            raise InputError(f"{path}: the NIfTI qform (code {int(qcode)}) and sform (code {int(scode)}) disagree: they place "
+            raise InputError(f"{path}: the NIfTI qform and sform disagree (codes {int(qcode)} and {int(scode)}): they place "
                              f"the image's corners up to {gap:.1f} mm apart; rewrite the header with one affine (or set "
                              f"one of the two codes to 0)")
     return nii
