@@ -29,13 +29,16 @@ from landmarkflow.pin import PinConfig, PinTrainer, localise  # noqa: E402
 
 
 def load(preproc):
-    from landmarkflow import io, spatial
+    """The reference modality of a preprocessed patient, its cavity and its first post-op landmark (voxels)."""
+    from landmarkflow.preproc_folder import PreprocFolder
 
-    post = io.read_image(Path(preproc) / "post_t1ce.nii.gz")
-    pre = io.read_image(Path(preproc) / "pre_t1ce.nii.gz")
-    mask = io.read_image(Path(preproc) / "post_resection.nii.gz", dtype=None).data > 0
-    lm = io.read_landmarks(Path(preproc) / "landmarks_post_expert.csv")
-    target = spatial.world_to_voxel(io.points_of(lm)[0], post.affine)
+    folder = PreprocFolder(preproc)
+    post = folder.image("post", folder.reference_modality)
+    pre = folder.image("pre", folder.reference_modality)
+    mask = folder.lesion("post")
+    if mask is None:
+        mask = np.zeros(post.shape, bool)
+    _, target = folder.target(folder.landmarks("post")["landmark"].iloc[0], post.affine)
     return post.data, pre.data, mask, target
 
 

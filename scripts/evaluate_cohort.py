@@ -12,6 +12,8 @@ from landmarkflow.metrics import evaluate_cohort  # noqa: E402
 with log_to(snakemake.log[0]):  # noqa: F821
     evaluate_cohort(
         m=load_manifest(snakemake.input.manifest, annotator=snakemake.params.annotator),  # noqa: F821
+        landmark_files=snakemake.input.landmarks,  # noqa: F821
+        preproc_dirs=snakemake.input.preproc,  # noqa: F821
         out_errors=snakemake.output.errors,  # noqa: F821
         out_summary=snakemake.output.summary,  # noqa: F821
         out_predictions=snakemake.output.predictions,  # noqa: F821

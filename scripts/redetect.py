@@ -18,5 +18,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
         out_ends=snakemake.output.ends,  # noqa: F821
         out_traj=snakemake.output.trajectories,  # noqa: F821
         device=snakemake.params.device,  # noqa: F821
+        detection=dict(snakemake.params.detection),  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
     )

@@ -1,4 +1,4 @@
-"""Snakemake adapter: check the manifest and every file it names (landmarkflow.manifest)."""
+"""Snakemake adapter: the cohort's validated manifest and warnings, gathered from the patients' slices (landmarkflow.manifest)."""
 
 import sys
 from pathlib import Path
@@ -6,13 +6,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
 from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.manifest import validate_to  # noqa: E402
+from landmarkflow.manifest import gather_validation  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
-    validate_to(
-        manifest_path=snakemake.input.manifest,  # noqa: F821
+    gather_validation(
+        tables=snakemake.input.tables,  # noqa: F821
+        warnings=snakemake.input.warnings,  # noqa: F821
         table_out=snakemake.output.table,  # noqa: F821
         warnings_out=snakemake.output.warnings,  # noqa: F821
-        annotator=snakemake.params.annotator,  # noqa: F821
-        unmatched_truth=snakemake.params.unmatched_truth,  # noqa: F821
     )

@@ -241,19 +241,26 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annot
 
     m = Manifest(df.reset_index(drop=True), path, annotator=annotator)
     for patient in m.patients:
-        pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
-        only = sorted(pre ^ post)
-        if only:
-            m.warnings.append(f"patient {patient}: modalities {', '.join(only)} exist at one time point only and are not used")
-        if m.path(patient, "post", "mask", "resection") is None:
-            m.warnings.append(f"patient {patient}: no post-operative resection mask: the guided agent is skipped")
-        primary = m.primary_annotator(patient)
-        if m.annotators(patient, "pre") and primary not in m.annotators(patient, "pre"):
-            m.warnings.append(
-                f"patient {patient}: no pre-operative landmark file has the post-operative annotator's name "
-                f"({primary}): there is no ground truth; pre-operative annotations are scored as methods"
-            )
+        m.warnings += patient_warnings(m, patient)
     return m
+
+
+def patient_warnings(m: Manifest, patient: str) -> list[str]:
+    """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth."""
+    out = []
+    pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
+    only = sorted(pre ^ post)
+    if only:
+        out.append(f"patient {patient}: modalities {', '.join(only)} exist at one time point only and are not used")
+    if m.path(patient, "post", "mask", "resection") is None:
+        out.append(f"patient {patient}: no post-operative resection mask: the guided agent is skipped")
+    primary = m.primary_annotator(patient)
+    if m.annotators(patient, "pre") and primary not in m.annotators(patient, "pre"):
+        out.append(
+            f"patient {patient}: no pre-operative landmark file has the post-operative annotator's name "
+            f"({primary}): there is no ground truth; pre-operative annotations are scored as methods"
+        )
+    return out
 
 
 #: a landmark may lie this far (mm) outside the brain mask or the image's foreground (a mask drawn tight)
@@ -378,15 +385,44 @@ def validate_contents(m: Manifest, unmatched_truth: str = "error") -> Manifest:
     return m
 
 
-def validate_to(manifest_path, table_out, warnings_out, annotator: str | None = None,
-                unmatched_truth: str = "error") -> Manifest:
-    """Check a manifest and its files; write the resolved table and the warnings (TSV), and log the warnings."""
-    m = validate_contents(load_manifest(manifest_path, annotator=annotator), unmatched_truth)
+def patient_rows(m: Manifest, patient: str) -> list[dict]:
+    """One patient's rows (``row`` and the columns, paths resolved): what its validation job is given, so that
+    the job depends on this patient alone."""
+    rows = m.rows(patient)[["row"] + COLUMNS]
+    return [{k: (int(v) if k == "row" else str(v)) for k, v in r.items()} for r in rows.to_dict("records")]
+
+
+def validate_patient(rows: list[dict], source, table_out, warnings_out, annotator: str | None = None,
+                     unmatched_truth: str = "error", files=None) -> Manifest:
+    """Check one patient's files (``rows`` of :func:`patient_rows`); write its manifest slice (paths made
+    absolute, so that it reads from anywhere) and its warnings, and log them. ``files``, when given, are
+    where the rows' files are for this job, in the rows' order (a workflow job's declared inputs, which a
+    Snakemake module's prefix may have moved)."""
+    table = pd.DataFrame(rows, columns=["row"] + COLUMNS)
+    if files is not None:
+        if len(files) != len(table):
+            raise ValueError(f"{len(files)} files for {len(table)} manifest rows")
+        table["path"] = [str(f) for f in files]
+    m = Manifest(table, Path(source), annotator=annotator)
+    for patient in m.patients:
+        m.warnings += patient_warnings(m, patient)
+    validate_contents(m, unmatched_truth)
     for w in m.warnings:
         log.warning(w)
-    io.write_table(m.table[["patient", "timepoint", "kind", "name", "path", "row"]], table_out)
+    out = m.table[COLUMNS + ["row"]].copy()
+    out["path"] = [os.path.abspath(p) for p in out["path"]]
+    io.write_table(out, table_out)
     io.write_table(pd.DataFrame({"warning": m.warnings}, dtype=str), warnings_out)
     return m
+
+
+def gather_validation(tables, warnings, table_out, warnings_out) -> None:
+    """The cohort's validated manifest and warnings from the patients' slices."""
+    frames = [pd.read_csv(t, sep="\t", dtype=str, keep_default_na=False) for t in tables]
+    io.write_table(pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=COLUMNS + ["row"]), table_out)
+    notes = [pd.read_csv(w, sep="\t", dtype=str, keep_default_na=False) for w in warnings]
+    notes = [n for n in notes if len(n)]
+    io.write_table(pd.concat(notes, ignore_index=True) if notes else pd.DataFrame({"warning": []}, dtype=str), warnings_out)
 
 
 def _anatomy_problems(lm: pd.DataFrame, name: str, image: io.Image) -> list[str]:

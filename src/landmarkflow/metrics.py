@@ -10,15 +10,14 @@ an agent's end points to their centre.
 
 from __future__ import annotations
 
-import json
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import io, rigidfit
+from . import io, layout, rigidfit
 from .manifest import Manifest
+from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
 
@@ -35,19 +34,19 @@ def sort_methods(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[sorted(range(len(df)), key=lambda i: method_sort_key(df["method"].iloc[i]))].reset_index(drop=True)
 
 
-def collect_predictions(m: Manifest, results_dir="results") -> pd.DataFrame:
-    """Every ``results/<patient>/landmarks/<method>.csv`` as one tidy table, plus the extra pre-op raters.
-
-    Columns: patient, landmark, method, x, y, z, spread_mm, fallback.
-    """
+def collect_predictions(m: Manifest, landmark_files) -> pd.DataFrame:
+    """The given ``results/<patient>/landmarks/<method>.csv`` files (and no others) as one tidy table, plus the
+    manifest's extra pre-op raters. Columns: patient, landmark, method, x, y, z, spread_mm, fallback."""
     frames = []
+    for csv in landmark_files:
+        key = layout.parse(csv)
+        if key["kind"] != "landmarks":
+            raise ValueError(f"{csv}: not a landmark file of the results layout")
+        df = io.read_landmarks(csv)
+        df.insert(0, "method", key["method"])
+        df.insert(0, "patient", key["patient"])
+        frames.append(df)
     for patient in m.patients:
-        folder = Path(results_dir) / patient / "landmarks"
-        for csv in sorted(folder.glob("*.csv")):
-            df = io.read_landmarks(csv)
-            df.insert(0, "method", csv.stem)
-            df.insert(0, "patient", patient)
-            frames.append(df)
         primary = m.primary_annotator(patient)
         for ann in m.annotators(patient, "pre"):
             if ann != primary:  # another rater: scored like a method (the paper's "Expert" row)
@@ -60,7 +59,10 @@ def collect_predictions(m: Manifest, results_dir="results") -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     for col in ("spread_mm", "fallback"):
         out[col] = pd.to_numeric(out[col], errors="coerce") if col in out.columns else np.nan
-    return out[["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback"]]
+    out = out[["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback"]]
+    order = {p: i for i, p in enumerate(m.patients)}
+    return out.sort_values(["patient", "method"], key=lambda c: c.map(order) if c.name == "patient" else c.map(method_sort_key),
+                           kind="stable").reset_index(drop=True)
 
 
 def ground_truth(m: Manifest) -> pd.DataFrame:
@@ -208,7 +210,7 @@ def landmarks_to_check(pred: pd.DataFrame, residuals: pd.DataFrame | None = None
     return out.sort_values(["warning_signs", "median_disagreement_mm"], ascending=False, na_position="last").reset_index(drop=True)
 
 
-def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir="results",
+def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, preproc_dirs=(),
                flag_mm: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Landmark-based rigid alignment (:mod:`.rigidfit`) per patient and method: post-op landmarks
     (post-op world) to the method's pre-op positions, and to the ground truth as method ``truth``.
@@ -217,15 +219,16 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir
     residual, and the rotation angle (deg) and mean landmark displacement (mm) between this fit and
     the preprocessing's image-based rigid registration (``status`` holds the reason when no fit was
     possible: fewer than 3 landmarks, collinear landmarks); per landmark its residual, ``flagged``
-    when it exceeds ``flag_mm``, next to the method's spread.
+    when it exceeds ``flag_mm``, next to the method's spread. ``preproc_dirs``: the preprocessed folders
+    (the image-based registration); a patient without one is left out.
     """
     fits, residuals = [], []
     both = pd.concat([pred, truth.assign(method="truth")], ignore_index=True) if len(truth) else pred
+    folders = {PreprocFolder(d).patient: PreprocFolder(d) for d in preproc_dirs}
     for patient in m.patients:
-        info_path = Path(results_dir) / patient / "preproc" / "preproc.json"
-        if not info_path.exists():
+        if patient not in folders:
             continue
-        reference = np.asarray(json.loads(info_path.read_text())["post_to_pre"])
+        reference = folders[patient].post_to_pre
         post = io.read_landmarks(m.path(patient, "post", "landmarks", m.primary_annotator(patient)))
         for method, g in both[both["patient"] == patient].groupby("method", sort=False):
             pairs = post[["landmark", "x", "y", "z"]].merge(g, on="landmark", suffixes=("_post", ""))
@@ -250,19 +253,20 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, results_dir
     return pd.DataFrame(fits, columns=fit_cols), pd.DataFrame(residuals, columns=res_cols)
 
 
-def evaluate_cohort(m: Manifest, out_errors, out_summary, out_predictions, results_dir="results", jacobian_files=(),
+def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_predictions, preproc_dirs=(), jacobian_files=(),
                     out_rigid=None, out_residuals=None, flag_mm: float = 4.0, out_check=None) -> pd.DataFrame:
-    """Write errors.tsv, summary.tsv and predictions.tsv for the cohort (the landmark-based rigid fits, when
-    ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is given);
-    return the summary. Without ground truth (no patient has pre-op landmarks of the post-op annotator)
+    """Write errors.tsv, summary.tsv and predictions.tsv for the cohort from exactly ``landmark_files``
+    (``results/<patient>/landmarks/<method>.csv``; the landmark-based rigid fits against ``preproc_dirs``,
+    when ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is
+    given); return the summary. Without ground truth (no patient has pre-op landmarks of the post-op annotator)
     errors.tsv has its header only, and summary.tsv has every method with ``n`` = 0 and what is known without
     ground truth: shift from identity, disagreement, spread, fallbacks, Jacobian."""
-    pred = collect_predictions(m, results_dir)
+    pred = collect_predictions(m, landmark_files)
     truth = ground_truth(m)
     io.write_table(disagreement(pred), out_predictions, float_format="%.4f")
     residuals = None
     if out_rigid is not None:
-        fits, residuals = rigid_fits(m, pred, truth, results_dir, flag_mm)
+        fits, residuals = rigid_fits(m, pred, truth, preproc_dirs, flag_mm)
         io.write_table(fits, out_rigid, float_format="%.4f")
         io.write_table(residuals, out_residuals, float_format="%.4f")
     if out_check is not None:

@@ -25,6 +25,7 @@ rigidly aligned position beyond ``max_shift_mm``.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -35,11 +36,11 @@ import torch
 from torch import nn
 
 from . import io, spatial
-from .agent.detect import Detection
+from .agent.detect import Detection, landmark_starts
 from .agent.env import PatchVolume
-from .agent.pipeline import (_info, _mask, _modalities, _post_landmarks, _pre_volume, _setup, _stack, _starts, _target,
-                             detection_records, write_detections)
-from .agent.train import augmented_versions, seed_for
+from .agent.pipeline import detection_records, write_detections
+from .agent.train import augmented_versions, seed_for, setup_device
+from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
 
@@ -235,15 +236,15 @@ def localise(net: PinNet, cfg: PinConfig, volume, starts: np.ndarray, spacing=(1
 def train_pin(preproc_dir, landmark: str, cfg: PinConfig, seed: int, out_model, out_log,
               device: str = "auto", threads: int | None = None) -> dict:
     """Train the PIN of one landmark on the post-op scan; write the model (.pt) and its training log (.tsv)."""
-    dev = _setup(device, threads)
-    info = _info(preproc_dir)
-    patient = info["patient"]
-    mods = _modalities(info, cfg, "pin")
-    post, affine = _stack(preproc_dir, "post", mods)
-    _, target = _target(preproc_dir, info, landmark, affine)
+    dev = setup_device(device, threads)
+    folder = PreprocFolder(preproc_dir)
+    patient = folder.patient
+    mods = folder.resolve_modalities(cfg.modalities, "pin.modalities")
+    post, affine = folder.stack("post", mods)
+    _, target = folder.target(landmark, affine)
     s = seed_for(seed, patient, landmark, "pin")
     rng = np.random.default_rng(s)
-    versions = augmented_versions(post, _mask(preproc_dir, "post_brain"), _mask(preproc_dir, "post_resection"),
+    versions = augmented_versions(post, folder.mask("post", "brain"), folder.lesion("post"),
                                   cfg.versions, rng, cfg.fill_cavity)
     t0 = time.time()
     trainer = PinTrainer(versions, target, cfg, s, dev, spatial.spacing_of(affine))
@@ -269,28 +270,28 @@ def load_pin(path, device="cpu") -> tuple[PinNet, dict]:
 
 
 def redetect_pin(preproc_dir, models, seed: int, out_csv, out_ends, out_traj, device: str = "auto",
-                 threads: int | None = None) -> pd.DataFrame:
+                 threads: int | None = None, detection: dict | None = None) -> pd.DataFrame:
     """Localise every landmark in the pre-op scan with its PIN from the agents' fixed start points.
 
     Writes ``landmark,x,y,z,spread_mm,fallback,seconds`` (pre-op world RAS mm), the end points and the
-    trajectories, as the agents' redetection does.
+    trajectories, as the agents' redetection does. ``detection`` (the config's :data:`.settings.PIN_DETECTION_KEYS`)
+    overrides what the models were trained with.
     """
-    dev = _setup(device, threads)
-    info = _info(preproc_dir)
-    start_lm = _post_landmarks(preproc_dir, info)
+    dev = setup_device(device, threads)
+    folder = PreprocFolder(preproc_dir)
+    start_lm = folder.landmarks("post")
     rows, ends, trajs = [], [], []
-    volumes: dict = {}
     padded: dict = {}  # one PatchVolume on the device per modalities and patch geometry, shared by the landmarks
     for path in models:
         net, state = load_pin(path, dev)
-        cfg = PinConfig(**state["config"])
-        pre, affine = _pre_volume(volumes, preproc_dir, state["modalities"])
+        cfg = dataclasses.replace(PinConfig(**state["config"]), **(detection or {}))
+        pre, affine = folder.stack("pre", state["modalities"])
         spacing = spatial.spacing_of(affine)
         key = (tuple(state["modalities"]), cfg.patch, max(cfg.scales))
         if key not in padded:
             padded[key] = PatchVolume(torch.as_tensor(pre, dtype=torch.float32, device=dev), cfg.patch, max(cfg.scales), spacing)
         lid = state["landmark"]
-        centre_world, starts = _starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)
+        centre_world, starts = landmark_starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)
         t0 = time.time()
         det = localise(net, cfg, padded[key], starts, spacing, dev)
         rec = detection_records(lid, det, starts, affine, centre_world, cfg.max_shift_mm, time.time() - t0, "pin")

@@ -13,7 +13,6 @@ its original grid, through the composed matrix.
 
 from __future__ import annotations
 
-import json
 import logging
 import shutil
 import time
@@ -26,6 +25,7 @@ from scipy import ndimage
 from . import io, registration, spatial
 from .io import InputError
 from .manifest import Manifest
+from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def skull_strip(image: io.Image) -> np.ndarray:
        candidate (mask to mask, mean squares), removes what lies more than
        3 mm outside a brain's shape (orbits, neck, temporal muscle).
     """
-    from .synthetic import load_template
+    from .template import load_template
 
     sp = image.spacing
     sm = ndimage.gaussian_filter(image.data, 0.7 / sp)
@@ -189,6 +189,7 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
     tmp = outdir.with_name(outdir.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
+    folder = PreprocFolder(tmp)
     modalities = m.common_modalities(patient)
     ref = m.reference_modality(patient, settings.reference_modality)
     modalities = [ref] + [x for x in modalities if x != ref]
@@ -239,7 +240,7 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
     # ANTs convention: the matrix maps fixed (pre) world points to moving (post) world points
     pre_to_post = registration.register_linear(
         images["pre", ref], images["post", ref], "Rigid", fixed_mask=fixed_mask, moving_mask=moving_mask,
-        out_file=tmp / "post_to_pre_rigid.mat",
+        out_file=folder.rigid_transform_path,
     )
     tick("registration", t0)
 
@@ -253,19 +254,20 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
             mat = to_ref[tp, mod] @ chain[tp]
             img = registration.resample(images[tp, mod], shape, affine, mat)
             img.data = normalise(img.data, brain[tp], settings.normalise)
-            io.write_image(img, tmp / f"{tp}_{mod}.nii.gz")
-        io.write_image(io.Image(brain[tp].astype(np.uint8), affine), tmp / f"{tp}_brain.nii.gz")
+            io.write_image(img, folder.image_path(tp, mod))
+        io.write_image(io.Image(brain[tp].astype(np.uint8), affine), folder.mask_path(tp, "brain"))
         for name in ("tumor", "resection"):
             if (tp, name) in masks:
                 # masks live on one of the time point's image grids: the reference's transform applies to all of them
                 res = registration.resample_mask(masks[tp, name], shape, affine, chain[tp])
                 if not res.data.any():
                     info["warnings"].append(f"{name} mask is empty after resampling")
-                io.write_image(res, tmp / f"{tp}_{name}.nii.gz")
+                io.write_image(res, folder.mask_path(tp, name))
     tick("resample", t0)
 
     # 4. landmarks into the pre-op world
     post_to_pre = np.linalg.inv(pre_to_post)  # post world point -> pre world point
+    landmarks = {}
     for tp in ("pre", "post"):
         for ann in m.annotators(patient, tp):
             lm = io.read_landmarks(m.path(patient, tp, "landmarks", ann))
@@ -276,7 +278,8 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
             inside = spatial.inside_image(pts, affine, shape)
             for lid in out["landmark"][~inside]:
                 info["warnings"].append(f"{tp} landmark {lid} ({ann}) lies outside the preprocessed grid")
-            io.write_landmarks(out, tmp / f"landmarks_{tp}_{ann}.csv")
+            io.write_landmarks(out, folder.landmarks_path(tp, ann))
+            landmarks[f"{tp}_{ann}"] = out
     primary = m.primary_annotator(patient)
     info["primary_annotator"] = primary
     info["grid"] = {"shape": list(shape), "affine": affine.tolist()}
@@ -284,18 +287,17 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
     info["rotation_deg"] = float(np.degrees(np.arccos(np.clip((np.trace(post_to_pre[:3, :3]) - 1) / 2, -1, 1))))
 
     t0 = time.time()
-    qc_figure(tmp, modalities[0], tmp / "qc.png", title=patient)
+    qc_figure(folder, modalities[0], folder.qc_path, title=patient, landmarks=landmarks)
     tick("qc", t0)
     info["timings_s"]["total"] = round(time.time() - t_start, 2)
     for w in info["warnings"]:
         log.warning("%s: %s", patient, w)
-    (tmp / "preproc.json").write_text(json.dumps(info, indent=2))
+    folder.write_info(info)
     if outdir.exists():
         shutil.rmtree(outdir)
     tmp.rename(outdir)
     if identity_out is not None:
-        lm = io.read_landmarks(outdir / f"landmarks_post_{primary}.csv")
-        io.write_landmarks(lm, identity_out)
+        io.write_landmarks(PreprocFolder(outdir).landmarks("post"), identity_out)
     return info
 
 
@@ -311,24 +313,22 @@ def _registration_mask(brain: io.Image, lesion: io.Image | None) -> io.Image:
 
 
 # ----------------------------------------------------------------------------- QC
-def qc_figure(folder, modality: str, out_png, title: str = "") -> None:
-    """Pre-op image, co-registered post-op image and their checkerboard, with masks and landmarks."""
+def qc_figure(folder: PreprocFolder, modality: str, out_png, title: str = "", landmarks: dict | None = None) -> None:
+    """Pre-op image, co-registered post-op image and their checkerboard, with masks and ``landmarks``
+    (name -> landmark table in the pre-op world)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    folder = Path(folder)
-    pre = io.read_image(folder / f"pre_{modality}.nii.gz")
-    post = io.read_image(folder / f"post_{modality}.nii.gz")
+    pre = folder.image("pre", modality)
+    post = folder.image("post", modality)
     contours = {}
-    for name, colour in (("pre_brain", "yellow"), ("pre_tumor", "red"), ("post_resection", "cyan")):
-        p = folder / f"{name}.nii.gz"
-        if p.exists():
-            contours[name] = (io.read_image(p, dtype=None).data > 0, colour)
-    points = {}
-    for p in sorted(folder.glob("landmarks_*.csv")):
-        points[p.stem.replace("landmarks_", "")] = spatial.world_to_voxel(io.points_of(io.read_landmarks(p)), pre.affine)
+    for tp, name, colour in (("pre", "brain", "yellow"), ("pre", "tumor", "red"), ("post", "resection", "cyan")):
+        mask = folder.mask(tp, name)
+        if mask is not None:
+            contours[f"{tp}_{name}"] = (mask, colour)
+    points = {name: spatial.world_to_voxel(io.points_of(lm), pre.affine) for name, lm in sorted((landmarks or {}).items())}
     centre = np.mean(np.concatenate(list(points.values())), 0) if points else np.array(pre.shape) / 2
     c = np.clip(np.rint(centre).astype(int), 0, np.array(pre.shape) - 1)
     checker = (np.indices(pre.shape) // 16).sum(0) % 2 == 0

@@ -13,7 +13,6 @@ and a warning, not a crash.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, spatial
+from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
 
@@ -69,20 +69,18 @@ def patient_radiomics(preproc_dir, landmark_files: dict, params_file, out_tsv, r
     """The tidy table of one patient: patient, landmark, method, modality, radius_mm, feature,
     pre, post, delta, rel_change, n_pre, n_post. ``landmark_files`` maps method -> CSV (pre-op world)."""
     t0 = time.time()
-    preproc_dir = Path(preproc_dir)
-    info = json.loads((preproc_dir / "preproc.json").read_text())
-    patient = info["patient"]
-    mods = list(modalities) or info["modalities"]
+    folder = PreprocFolder(preproc_dir)
+    patient = folder.patient
+    mods = list(modalities) or folder.modalities
     ext = extractor(params_file)
-    brain = {tp: io.read_image(preproc_dir / f"{tp}_brain.nii.gz", dtype=None).data > 0 for tp in ("pre", "post")}
+    brain = {tp: folder.mask(tp, "brain") for tp in ("pre", "post")}
     lesion = {}
     if exclude_lesions:
-        for tp, name in (("pre", "pre_tumor"), ("post", "post_resection")):
-            p = preproc_dir / f"{name}.nii.gz"
-            if p.exists():
-                lesion[tp] = io.read_image(p, dtype=None).data > 0
-    images = {(tp, m): io.read_image(preproc_dir / f"{tp}_{m}.nii.gz") for tp in ("pre", "post") for m in mods}
-    post_lm = io.read_landmarks(preproc_dir / f"landmarks_post_{info['primary_annotator']}.csv")
+        for tp in ("pre", "post"):
+            if (mask := folder.lesion(tp)) is not None:
+                lesion[tp] = mask
+    images = {(tp, m): folder.image(tp, m) for tp in ("pre", "post") for m in mods}
+    post_lm = folder.landmarks("post")
     post_pts = dict(zip(post_lm["landmark"], io.points_of(post_lm)))
     ref = images["pre", mods[0]]
 
@@ -168,7 +166,5 @@ def cohort_radiomics(tables, out_all, out_summary, reference: str = "truth") -> 
 
 def truth_file(preproc_dir):
     """The pre-op ground truth of the primary annotator in the preprocessed folder, if the manifest had it."""
-    preproc_dir = Path(preproc_dir)
-    info = json.loads((preproc_dir / "preproc.json").read_text())
-    p = preproc_dir / f"landmarks_pre_{info['primary_annotator']}.csv"
-    return str(p) if p.exists() else None
+    p = PreprocFolder(preproc_dir).truth_path()
+    return None if p is None else str(p)

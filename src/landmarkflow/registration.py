@@ -19,6 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import io, spatial
+from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
 
@@ -263,39 +264,32 @@ def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = "q
     cost-function masked (tumour and cavity, dilated by 3 mm, excluded from the
     metric) when the patient has those masks; ``ants_syn_nomask`` is not.
     """
-    import json
     import shutil
 
-    from .io import InputError
-
     set_seed(seed, deterministic)
-    preproc_dir = Path(preproc_dir)
-    info = json.loads((preproc_dir / "preproc.json").read_text())
-    mods = list(modalities) or [info["reference_modality"]]
-    missing = [m for m in mods if m not in info["modalities"]]
-    if missing:
-        raise InputError(f"ants.modalities {missing} not among the patient's modalities {info['modalities']}")
-    fixed = [io.read_image(preproc_dir / f"pre_{m}.nii.gz") for m in mods]
-    moving = [io.read_image(preproc_dir / f"post_{m}.nii.gz") for m in mods]
+    folder = PreprocFolder(preproc_dir)
+    mods = folder.resolve_modalities(modalities, "ants.modalities")
+    fixed = [folder.image("pre", m) for m in mods]
+    moving = [folder.image("post", m) for m in mods]
 
-    def masked(brain_name, lesion_name):
-        brain = io.read_image(preproc_dir / f"{brain_name}.nii.gz", dtype=None).data > 0
-        lesion = preproc_dir / f"{lesion_name}.nii.gz"
-        if lesion.exists():
-            brain &= ~ndimage.binary_dilation(io.read_image(lesion, dtype=None).data > 0, iterations=3)
+    def masked(tp):
+        brain = folder.mask(tp, "brain")
+        lesion = folder.lesion(tp)
+        if lesion is not None:
+            brain &= ~ndimage.binary_dilation(lesion, iterations=3)
         return io.Image(brain.astype(np.float32), fixed[0].affine)
 
-    has_lesion = (preproc_dir / "pre_tumor.nii.gz").exists() or (preproc_dir / "post_resection.nii.gz").exists()
+    has_lesion = folder.has_lesion()
     if not has_lesion:
         log.warning("no tumour or resection mask: ants_syn is not cost-function masked (same as ants_syn_nomask)")
-    lm = io.read_landmarks(preproc_dir / f"landmarks_post_{info['primary_annotator']}.csv")
+    lm = folder.landmarks("post")
     outdir = Path(outdir)
     tmp = outdir.with_name(outdir.name + ".part")
     shutil.rmtree(tmp, ignore_errors=True)
     mapped = ants_baseline(fixed, moving, io.points_of(lm), tmp, preset,
-                           fixed_mask=masked("pre_brain", "pre_tumor") if has_lesion else None,
-                           moving_mask=masked("post_brain", "post_resection") if has_lesion else None,
-                           brain=io.read_image(preproc_dir / "pre_brain.nii.gz", dtype=None))
+                           fixed_mask=masked("pre") if has_lesion else None,
+                           moving_mask=masked("post") if has_lesion else None,
+                           brain=folder.mask_image("pre", "brain"))
     if outdir.exists():
         shutil.rmtree(outdir)
     tmp.rename(outdir)

@@ -12,17 +12,18 @@ from __future__ import annotations
 import base64
 import html
 import io as _io
-import json
 import logging
 import platform
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from . import io, spatial
+from . import io, layout, spatial
 from .metrics import ERROR_COLUMNS, ground_truth, method_sort_key, sort_methods
+from .preproc_folder import LESIONS, PreprocFolder
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,30 @@ COLOURS = {
 }
 
 
-#: methods that search from the 20 start points: (method, folder under results/<patient>, file prefix)
-SEARCH_OUTPUTS = [("agent_baseline", "agents", "baseline_"), ("agent_guided", "agents", "guided_"), ("pin", "pin", "")]
+@dataclass
+class ReportInputs:
+    """The files the report reads, and no others: what its rule declares. ``files`` are results files of any
+    kind that :func:`.layout.parse` knows (landmarks, end points, trajectories, training logs, benchmarks);
+    ``preproc``: the preprocessed folders; the cohort tables by name (None where a stage is off)."""
+
+    summary: str
+    errors: str
+    predictions: str
+    preproc: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    warnings: str | None = None
+    check: str | None = None
+    rigid_fit: str | None = None
+    rigid_residuals: str | None = None
+    radiomics_summary: str | None = None
+
+    def of_kind(self, kind: str) -> list[tuple[dict, str]]:
+        """(what :func:`.layout.parse` says of it, path) of every given file of ``kind``."""
+        return [(key, f) for f in self.files if (key := layout.parse(f))["kind"] == kind]
+
+    def folders(self) -> dict[str, PreprocFolder]:
+        """The preprocessed folders by patient."""
+        return {(f := PreprocFolder(d)).patient: f for d in self.preproc}
 
 
 def _colour(method: str) -> str:
@@ -108,14 +131,11 @@ def initial_figure(err: pd.DataFrame):
     return fig
 
 
-def load_views(preproc: Path) -> tuple:
+def load_views(folder: PreprocFolder) -> tuple:
     """The reference pre-/post-op images and lesion masks of a preprocessed patient, read once for all its figures."""
-    info = json.loads((preproc / "preproc.json").read_text())
-    ref = info["reference_modality"]
-    pre = io.read_image(preproc / f"pre_{ref}.nii.gz")
-    post = io.read_image(preproc / f"post_{ref}.nii.gz")
-    masks = {n: io.read_image(preproc / f"{n}.nii.gz", dtype=None).data > 0 for n in ("pre_tumor", "post_resection") if (preproc / f"{n}.nii.gz").exists()}
-    return pre, post, masks
+    ref = folder.reference_modality
+    masks = {f"{tp}_{name}": mask for tp, name in LESIONS.items() if (mask := folder.mask(tp, name)) is not None}
+    return folder.image("pre", ref), folder.image("post", ref), masks
 
 
 def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFrame, truth_xyz, ends: dict, trajs: dict):
@@ -206,28 +226,25 @@ def pin_training_figure(logs: dict):
     return fig
 
 
-def search_timings(results_dir: Path, patients) -> pd.DataFrame:
+def search_timings(inputs: ReportInputs) -> pd.DataFrame:
     """Per searching method (agents, PIN): training seconds per landmark (the training log's last time)
     and inference seconds per landmark (the ``seconds`` column of the landmark CSV)."""
+    train = {(k["patient"], k["method"], k["landmark"]): path for k, path in inputs.of_kind("training")}
     rows = []
-    for patient in patients:
-        for method, folder, prefix in SEARCH_OUTPUTS:
-            lm_csv = results_dir / patient / "landmarks" / f"{method}.csv"
-            if not lm_csv.exists():
-                continue
-            variant = prefix.rstrip("_")
-            infer = pd.read_csv(lm_csv, dtype={"landmark": str})
-            for r in infer.itertuples():
-                name = f"{r.landmark}_{variant}_training.tsv" if variant else f"{r.landmark}_training.tsv"
-                tlog = results_dir / patient / folder / name
-                train_s = float(pd.read_csv(tlog, sep="\t")["seconds"].iloc[-1]) if tlog.exists() else np.nan
-                rows.append({"method": method, "patient": patient, "landmark": r.landmark, "train_s": train_s,
-                             "inference_s": getattr(r, "seconds", np.nan)})
+    for key, lm_csv in inputs.of_kind("landmarks"):
+        if key["method"] not in layout.SEARCH_METHODS:
+            continue
+        infer = pd.read_csv(lm_csv, dtype={"landmark": str})
+        for r in infer.itertuples():
+            tlog = train.get((key["patient"], key["method"], r.landmark))
+            train_s = float(pd.read_csv(tlog, sep="\t")["seconds"].iloc[-1]) if tlog else np.nan
+            rows.append({"method": key["method"], "patient": key["patient"], "landmark": r.landmark, "train_s": train_s,
+                         "inference_s": getattr(r, "seconds", np.nan)})
     return pd.DataFrame(rows, columns=["method", "patient", "landmark", "train_s", "inference_s"])
 
 
-def _pin_section(summ: pd.DataFrame, results_dir: Path, patients) -> str:
-    times = search_timings(results_dir, patients)
+def _pin_section(summ: pd.DataFrame, inputs: ReportInputs) -> str:
+    times = search_timings(inputs)
     if times.empty or "pin" not in set(times["method"]):
         return '<p class="note">Not part of this run (the PIN stage is not active).</p>'
     t = times.groupby("method", as_index=False).agg(landmarks=("landmark", "size"), train_s_per_landmark=("train_s", "mean"),
@@ -241,18 +258,19 @@ def _pin_section(summ: pd.DataFrame, results_dir: Path, patients) -> str:
             "(the training loop, without the job's start-up) and inference time per landmark (all starts).</p>" + _table(t))
 
 
-def _rigid_section(results_dir: Path, warnings: list) -> str:
-    fits_p, res_p = results_dir / "cohort" / "rigid_fit.tsv", results_dir / "cohort" / "rigid_residuals.tsv"
-    if not fits_p.exists():
+def _rigid_section(inputs: ReportInputs, warnings: list) -> str:
+    if inputs.rigid_fit is None or inputs.rigid_residuals is None:
         return '<p class="note">(not computed)</p>'
-    fits = pd.read_csv(fits_p, sep="\t")
-    res = pd.read_csv(res_p, sep="\t", dtype={"landmark": str})
+    fits = pd.read_csv(inputs.rigid_fit, sep="\t")
+    res = pd.read_csv(inputs.rigid_residuals, sep="\t", dtype={"landmark": str})
     for r in fits[fits["status"] != "ok"].itertuples():
         warnings.append(f"rigid fit, {r.patient} {r.method}: {r.status}")
     for r in res[res["flagged"] == 1].itertuples():
         if r.method not in ("identity", "truth"):
             spread = f", spread {r.spread_mm:.1f} mm" if np.isfinite(r.spread_mm) else ""
             warnings.append(f"{r.patient} landmark {r.landmark}: {r.method} is {r.residual_mm:.1f} mm off the rigid fit of its landmarks{spread}")
+    if res.empty:
+        return _table(fits)
     wide = res.pivot_table(index=["patient", "landmark"], columns="method", values="residual_mm").reset_index()
     spread = res.dropna(subset=["spread_mm"]).pivot_table(index=["patient", "landmark"], columns="method", values="spread_mm")
     spread.columns = [f"spread {c}" for c in spread.columns]
@@ -315,22 +333,18 @@ def _anchor(patient: str, landmark: str) -> str:
     return f"landmark-{patient}-{landmark}"
 
 
-def _landmark_figures(m, pred: pd.DataFrame, truth: dict, results_dir: Path, figures_dir: Path) -> dict:
+def _landmark_figures(m, pred: pd.DataFrame, truth: dict, inputs: ReportInputs, figures_dir: Path) -> dict:
     """Fig. 5 of every landmark as a data URI (also saved under ``figures_dir``), keyed by (patient, landmark)."""
+    tables = {kind: {(k["patient"], k["method"]): pd.read_csv(f, sep="\t", dtype={"landmark": str}) for k, f in inputs.of_kind(kind)}
+              for kind in ("endpoints", "trajectories")}
+    folders = inputs.folders()
     out = {}
     for patient in m.patients:
-        preproc = results_dir / patient / "preproc"
-        if not (preproc / "preproc.json").exists():
+        if patient not in folders:
             continue
-        ends, trajs = {}, {}
-        for method, folder, prefix in SEARCH_OUTPUTS:
-            e_path = results_dir / patient / folder / f"{prefix}endpoints.tsv"
-            t_path = results_dir / patient / folder / f"{prefix}trajectories.tsv"
-            if e_path.exists():
-                ends[method] = pd.read_csv(e_path, sep="\t", dtype={"landmark": str})
-            if t_path.exists():
-                trajs[method] = pd.read_csv(t_path, sep="\t", dtype={"landmark": str})
-        images = load_views(preproc)
+        ends = {method: df for (p, method), df in tables["endpoints"].items() if p == patient}
+        trajs = {method: df for (p, method), df in tables["trajectories"].items() if p == patient}
+        images = load_views(folders[patient])
         for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
             e = {method: df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for method, df in ends.items()}
             t = {}
@@ -388,130 +402,147 @@ def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFra
     return body
 
 
-def build_report(m, config: dict, summary_tsv, errors_tsv, predictions_tsv, out_html, figures_dir, results_dir="results",
-                 warnings_tsv=None, check_tsv=None) -> None:
-    """Write the cohort report (and its figures as PNG files under ``figures_dir``)."""
-    results_dir = Path(results_dir)
-    figures_dir = Path(figures_dir)
-    summ = pd.read_csv(summary_tsv, sep="\t")
-    err = pd.read_csv(errors_tsv, sep="\t", dtype={"landmark": str})
-    pred = pd.read_csv(predictions_tsv, sep="\t", dtype={"landmark": str})
-    check = pd.read_csv(check_tsv, sep="\t", dtype={"landmark": str}) if check_tsv else None
-    truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
-    fig5 = _landmark_figures(m, pred, truth, results_dir, figures_dir)
-    sections: list[tuple[str, str, str]] = [("summary", "Summary", _summary_section(m, summ, err, check, fig5))]
+def _errors_section(err: pd.DataFrame, figures_dir: Path) -> str | None:
+    if err.empty:
+        return None
+    err = err.copy()
+    err["norm_error"] = err["error_mm"] / err["initial_mm"]
+    figs = (
+        f'<img alt="error per method" src="{_png(error_figure(err), figures_dir / "errors.png")}">'
+        f'<img alt="normalised error per method" src="{_png(error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png")}">'
+        f'<img alt="error against initial error" src="{_png(initial_figure(err), figures_dir / "error_vs_initial.png")}">'
+    )
+    return figs + "<details><summary>per landmark</summary>" + _table(err.drop(columns="norm_error")) + "</details>"
 
-    if not err.empty:
-        err = err.copy()
-        err["norm_error"] = err["error_mm"] / err["initial_mm"]
-        figs = (
-            f'<img alt="error per method" src="{_png(error_figure(err), figures_dir / "errors.png")}">'
-            f'<img alt="normalised error per method" src="{_png(error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png")}">'
-            f'<img alt="error against initial error" src="{_png(initial_figure(err), figures_dir / "error_vs_initial.png")}">'
-        )
-        sections.append(("errors", "Errors per method (Fig. 4)",
-                         figs + "<details><summary>per landmark</summary>" + _table(err.drop(columns="norm_error")) + "</details>"))
 
-    # predictions and disagreement (also without ground truth)
+def _predictions_section(pred: pd.DataFrame) -> str:
     dis = pred.dropna(subset=["disagreement_mm"])
     if len(dis):
         dis = dis.pivot_table(index=["patient", "landmark"], columns="method", values="disagreement_mm").reset_index()
         dis = dis[["patient", "landmark"] + sorted(dis.columns[2:], key=method_sort_key)]
-    sections.append(("predictions", "Predictions and disagreement (pre-op world, RAS mm)",
-                     '<p class="note">Per landmark and method: the distance (mm) of the prediction to the median of the '
-                     "other methods' predictions (identity and raters are not counted among the others). Every prediction "
-                     "with its shift from the rigidly aligned post-op position and its spread is in the table below.</p>"
-                     + _table(dis) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>"))
+    return ('<p class="note">Per landmark and method: the distance (mm) of the prediction to the median of the '
+            "other methods' predictions (identity and raters are not counted among the others). Every prediction "
+            "with its shift from the rigidly aligned post-op position and its spread is in the table below.</p>"
+            + _table(dis) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>")
 
+
+def _landmarks_section(fig5: dict) -> str:
     body = "".join(f'<img id="{_anchor(patient, landmark)}" alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{uri}">'
                    for (patient, landmark), uri in fig5.items())
-    sections.append(("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", body or '<p class="note">(none)</p>'))
+    return body or '<p class="note">(none)</p>'
 
-    # training curves
+
+def _training_section(m, inputs: ReportInputs, figures_dir: Path) -> str:
+    logs = {}
+    for key, path in inputs.of_kind("training"):
+        logs.setdefault(key["patient"], {}).setdefault(key["method"] == "pin", {})[
+            f"{key['landmark']}_{key['method'].removeprefix('agent_')}"] = pd.read_csv(path, sep="\t")
     body = ""
     for patient in m.patients:
-        logs = {p.name.replace("_training.tsv", ""): pd.read_csv(p, sep="\t") for p in sorted((results_dir / patient / "agents").glob("*_training.tsv"))}
-        if logs:
-            body += f"<h3>{html.escape(patient)}</h3>" + f'<img alt="training {html.escape(patient)}" src="{_png(training_figure(logs), figures_dir / f"training_{patient}.png")}">'
-        pins = {p.name.replace("_training.tsv", ""): pd.read_csv(p, sep="\t") for p in sorted((results_dir / patient / "pin").glob("*_training.tsv"))}
+        agents, pins = logs.get(patient, {}).get(False), logs.get(patient, {}).get(True)
+        if agents:
+            body += f"<h3>{html.escape(patient)}</h3>" + f'<img alt="training {html.escape(patient)}" src="{_png(training_figure(dict(sorted(agents.items()))), figures_dir / f"training_{patient}.png")}">'
         if pins:
-            body += f'<img alt="PIN training {html.escape(patient)}" src="{_png(pin_training_figure(pins), figures_dir / f"training_pin_{patient}.png")}">'
-    sections.append(("training", "Training curves (agents and PIN)", body or '<p class="note">(nothing trained)</p>'))
+            body += f'<img alt="PIN training {html.escape(patient)}" src="{_png(pin_training_figure(dict(sorted(pins.items()))), figures_dir / f"training_pin_{patient}.png")}">'
+    return body or '<p class="note">(nothing trained)</p>'
 
-    # PIN against the agents, and the landmark-based rigid fit
-    sections.append(("pin", "PIN against the agents", _pin_section(summ, results_dir, m.patients)))
-    rigid_warnings: list[str] = []
-    sections.append(("rigid", "Landmark-based rigid fit", _rigid_section(results_dir, rigid_warnings)))
 
-    # QC
+def _qc_section(m, inputs: ReportInputs) -> str:
     body = ""
+    folders = inputs.folders()
     for patient in m.patients:
-        qc = results_dir / patient / "preproc" / "qc.png"
-        if qc.exists():
-            info = json.loads((qc.parent / "preproc.json").read_text())
-            body += (f"<h3>{html.escape(patient)}</h3><p class=\"note\">rigid post-op to pre-op: rotation {info['rotation_deg']:.2f} deg; "
-                     f"preprocessing {info['timings_s'].get('total', float('nan')):.0f} s</p><img alt=\"QC {html.escape(patient)}\" src=\"{_png_file(qc)}\">")
-    sections.append(("qc", "Preprocessing quality control", body or '<p class="note">(none)</p>'))
+        folder = folders.get(patient)
+        if folder is not None and folder.qc_path.exists():
+            body += (f"<h3>{html.escape(patient)}</h3><p class=\"note\">rigid post-op to pre-op: rotation {folder.rotation_deg:.2f} deg; "
+                     f"preprocessing {folder.timings_s.get('total', float('nan')):.0f} s</p><img alt=\"QC {html.escape(patient)}\" src=\"{_png_file(folder.qc_path)}\">")
+    return body or '<p class="note">(none)</p>'
 
-    # radiomics
-    rad = results_dir / "cohort" / "radiomics_summary.tsv"
-    if rad.exists():
-        rdf = pd.read_csv(rad, sep="\t")
-        if rdf.empty:
-            body = '<p class="note">No ground truth: no comparison of differential features.</p>'
-        else:
-            piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
-            piv = sort_methods(piv)
-            body = ('<p class="note">How much the redetected position changes the differential features (post - pre) '
-                    "against those measured at the ground-truth position: median of |delta(method) - delta(truth)| / "
-                    "sd(feature), per feature class (mean over modalities and radii). 0 = the same differential features "
-                    "as at the true position.</p>" + _table(piv) + "<details><summary>per modality and radius</summary>"
-                    + _table(rdf) + "</details>")
-    else:
-        body = '<p class="note">Not part of this run (the radiomics stage is not active).</p>'
-    sections.append(("radiomics", "Differential radiomics", body))
 
-    # benchmarks
+def _radiomics_section(inputs: ReportInputs) -> str:
+    if inputs.radiomics_summary is None:
+        return '<p class="note">Not part of this run (the radiomics stage is not active).</p>'
+    rdf = pd.read_csv(inputs.radiomics_summary, sep="\t")
+    if rdf.empty:
+        return '<p class="note">No ground truth: no comparison of differential features.</p>'
+    piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
+    piv = sort_methods(piv)
+    return ('<p class="note">How much the redetected position changes the differential features (post - pre) '
+            "against those measured at the ground-truth position: median of |delta(method) - delta(truth)| / "
+            "sd(feature), per feature class (mean over modalities and radii). 0 = the same differential features "
+            "as at the true position.</p>" + _table(piv) + "<details><summary>per modality and radius</summary>"
+            + _table(rdf) + "</details>")
+
+
+def _benchmarks_section(inputs: ReportInputs) -> str:
     bench = []
-    for p in sorted((results_dir / "benchmarks").glob("*/**/*.tsv")):
-        df = pd.read_csv(p, sep="\t")
-        rule = p.relative_to(results_dir / "benchmarks").parts[0]
-        bench.append({"rule": rule, "job": str(p.relative_to(results_dir / "benchmarks" / rule).with_suffix("")), "seconds": df["s"].iloc[0], "max_rss_mb": df["max_rss"].iloc[0]})
+    for key, path in inputs.of_kind("benchmark"):
+        df = pd.read_csv(path, sep="\t")
+        bench.append({"rule": key["rule"], "job": key["job"], "seconds": df["s"].iloc[0], "max_rss_mb": df["max_rss"].iloc[0]})
     bdf = pd.DataFrame(bench)
-    if not bdf.empty:
-        agg = bdf.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"), max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max")).reset_index()
-        body = _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf, 1) + "</details>"
-    else:
-        body = '<p class="note">(no benchmarks)</p>'
-    sections.append(("benchmarks", "Run time and memory per rule", body))
+    if bdf.empty:
+        return '<p class="note">(no benchmarks)</p>'
+    agg = bdf.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"), max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max")).reset_index()
+    return _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf, 1) + "</details>"
 
-    # warnings
+
+def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -> str:
     warns = []
-    if warnings_tsv and Path(warnings_tsv).exists():
-        warns += pd.read_csv(warnings_tsv, sep="\t")["warning"].dropna().tolist()
+    if inputs.warnings:
+        warns += pd.read_csv(inputs.warnings, sep="\t")["warning"].dropna().tolist()
+    folders = inputs.folders()
     for patient in m.patients:
-        p = results_dir / patient / "preproc" / "preproc.json"
-        if p.exists():
-            warns += [f"{patient}: {w}" for w in json.loads(p.read_text())["warnings"]]
-    warns += rigid_warnings
+        if patient in folders:
+            warns += [f"{patient}: {w}" for w in folders[patient].warnings]
+    warns += more
     fb = pred[pred["fallback"] == 1] if "fallback" in pred else pred.iloc[:0]
     warns += [f"{r.patient} landmark {r.landmark}: {r.method} fell back to the rigidly aligned position" for r in fb.itertuples()]
-    sections.append(("warnings", "Warnings", "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'))
+    return "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'
 
+
+def _config_section(config: dict) -> str:
     import yaml
 
-    sections.append(("config", "Configuration and software", "<h3>config</h3><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
-                     "<h3>versions</h3>" + _table(pd.DataFrame([_versions()]))))
+    return ("<h3>config</h3><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
+            "<h3>versions</h3>" + _table(pd.DataFrame([_versions()])))
 
+
+def _page(m, sections: list[tuple[str, str, str]]) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{sid}">{html.escape(title.split(" (")[0])}</a>' for sid, title, _ in sections)
     parts = [f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>' for sid, title, body in sections]
-    page = (
+    return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Landmark redetection report</title>"
         f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
         f"<h1>Landmark redetection: cohort report</h1><p class=\"note\">{len(m.patients)} patient(s), manifest {html.escape(str(m.source))}, built {now}. "
         "All coordinates are pre-operative world RAS mm.</p>"
         f'<nav>{nav}</nav>{"".join(parts)}<p id="render-status" class="note">rendering</p></body></html>'
     )
+
+
+def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -> None:
+    """Write the cohort report (and its figures as PNG files under ``figures_dir``) from exactly ``inputs``."""
+    figures_dir = Path(figures_dir)
+    summ = pd.read_csv(inputs.summary, sep="\t")
+    err = pd.read_csv(inputs.errors, sep="\t", dtype={"landmark": str})
+    pred = pd.read_csv(inputs.predictions, sep="\t", dtype={"landmark": str})
+    check = pd.read_csv(inputs.check, sep="\t", dtype={"landmark": str}) if inputs.check else None
+    truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
+    fig5 = _landmark_figures(m, pred, truth, inputs, figures_dir)
+    rigid_warnings: list[str] = []
+    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5))]
+    if (errors := _errors_section(err, figures_dir)) is not None:
+        sections.append(("errors", "Errors per method (Fig. 4)", errors))
+    sections += [
+        ("predictions", "Predictions and disagreement (pre-op world, RAS mm)", _predictions_section(pred)),
+        ("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", _landmarks_section(fig5)),
+        ("training", "Training curves (agents and PIN)", _training_section(m, inputs, figures_dir)),
+        ("pin", "PIN against the agents", _pin_section(summ, inputs)),
+        ("rigid", "Landmark-based rigid fit", _rigid_section(inputs, rigid_warnings)),
+        ("qc", "Preprocessing quality control", _qc_section(m, inputs)),
+        ("radiomics", "Differential radiomics", _radiomics_section(inputs)),
+        ("benchmarks", "Run time and memory per rule", _benchmarks_section(inputs)),
+        ("warnings", "Warnings", _warnings_section(m, inputs, pred, rigid_warnings)),
+        ("config", "Configuration and software", _config_section(config)),
+    ]
     with io.atomic_path(out_html) as tmp:
-        Path(tmp).write_text(page, encoding="utf-8")
+        Path(tmp).write_text(_page(m, sections), encoding="utf-8")

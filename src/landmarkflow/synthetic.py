@@ -26,7 +26,6 @@ pre-op truth ``p = s + w(s)`` with ``s = R^T (q - centre - t) + centre``.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
@@ -39,6 +38,7 @@ import pandas as pd
 from scipy import ndimage
 
 from . import io, spatial
+from .template import load_template
 
 log = logging.getLogger(__name__)
 
@@ -119,31 +119,6 @@ class Truth:
     @classmethod
     def load(cls, path) -> Truth:
         return cls(**json.loads(Path(path).read_text()))
-
-
-@functools.lru_cache(maxsize=1)
-def load_template(margin_mm: int = 8):
-    """The MNI152 (2009) template at 1 mm with its tissue maps, cropped to the brain.
-
-    Returns ``(affine, t1, gm, wm, brain)``; intensities scaled to [0, 1].
-    """
-    from nilearn import datasets
-
-    t1 = datasets.load_mni152_template(resolution=1)
-    gm = datasets.load_mni152_gm_template(resolution=1)
-    wm = datasets.load_mni152_wm_template(resolution=1)
-    brain = datasets.load_mni152_brain_mask(resolution=1)
-    arrays = [np.asarray(x.dataobj, dtype=np.float32) for x in (t1, gm, wm, brain)]
-    idx = np.argwhere(arrays[3] > 0)
-    lo = np.maximum(idx.min(0) - margin_mm, 0)
-    hi = np.minimum(idx.max(0) + margin_mm + 1, arrays[3].shape)
-    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-    arrays = [a[sl] for a in arrays]
-    affine = t1.affine.copy()
-    affine[:3, 3] = spatial.voxel_to_world(lo, t1.affine)
-    t = arrays[0]
-    arrays[0] = np.clip(t / np.percentile(t[arrays[3] > 0], 99.5), 0, 1.2)
-    return affine, *arrays
 
 
 def patient_rng(seed: int, patient: str) -> np.random.Generator:

@@ -225,23 +225,24 @@ def test_near_fraction_of_training_starts(fraction):
 
 def test_test_time_smoothing_of_the_pre_op_scan_is_in_mm(tmp_path):
     from landmarkflow import io
-    from landmarkflow.agent.pipeline import _pre_volume
+    from landmarkflow.preproc_folder import PreprocFolder
 
     spacing = np.array([1.0, 2.0, 0.5])
     data = np.zeros((31, 21, 61), np.float32)
     data[15, 10, 30] = 1000.0
     affine = np.diag([*spacing, 1.0])
-    io.write_image(io.Image(data, affine), tmp_path / "pre_t1ce.nii.gz", dtype=np.float32)
-    cache: dict = {}
-    raw, _ = _pre_volume(cache, tmp_path, ["t1ce"])
+    folder = PreprocFolder(tmp_path)
+    io.write_image(io.Image(data, affine), folder.image_path("pre", "t1ce"), dtype=np.float32)
+    raw, _ = folder.stack("pre", ["t1ce"])
     assert raw[0].max() == pytest.approx(1000.0)
-    smooth, aff = _pre_volume(cache, tmp_path, ["t1ce"], smooth_mm=1.5)
+    smooth, aff = folder.stack("pre", ["t1ce"], smooth_mm=1.5)
     np.testing.assert_allclose(aff, affine)
     v = smooth[0] / smooth[0].sum()
     grids = np.meshgrid(*[(np.arange(n) - c) * d for n, c, d in zip(data.shape, (15, 10, 30), spacing)], indexing="ij")
     sd_mm = [np.sqrt((v * g**2).sum()) for g in grids]
     np.testing.assert_allclose(sd_mm, 1.5, rtol=0.12)  # the same width in mm along every axis
-    assert len(cache) == 2  # the raw and the smoothed volume are cached apart
+    # the raw and the smoothed volume are cached apart: each read once
+    assert folder.stack("pre", ["t1ce"])[0] is raw and folder.stack("pre", ["t1ce"], smooth_mm=1.5)[0] is smooth
 
 
 def test_oscillation_centre_of_an_agent_stuck_at_the_border():

@@ -1,5 +1,7 @@
 """Manifest loading and validation: every problem named with its row and file."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -27,12 +29,19 @@ def test_valid_manifest_loads_and_validates(small_cohort):
     assert m.warnings == []
 
 
-def test_validate_to_writes_table_and_warnings(small_cohort, tmp_path):
+def test_validate_patient_writes_its_slice_and_the_cohort_gathers_them(small_cohort, tmp_path):
     m_path, _ = small_cohort
-    manifest.validate_to(m_path, tmp_path / "out" / "manifest.tsv", tmp_path / "out" / "warnings.tsv")
-    text = (tmp_path / "out" / "manifest.tsv").read_text().splitlines()
+    m = manifest.load_manifest(m_path)
+    out = tmp_path / "out"
+    manifest.validate_patient(manifest.patient_rows(m, "P1"), m_path, out / "P1.tsv", out / "P1_warnings.tsv")
+    manifest.gather_validation([out / "P1.tsv"], [out / "P1_warnings.tsv"], out / "manifest.tsv", out / "warnings.tsv")
+    text = (out / "manifest.tsv").read_text().splitlines()
     assert text[0] == "patient\ttimepoint\tkind\tname\tpath\trow"
     assert len(text) == 6
+    # the slice reads from anywhere: absolute paths, the manifest's row numbers
+    piece = manifest.load_manifest(out / "P1.tsv")
+    assert all(Path(p).is_absolute() for p in piece.table["path"])
+    assert piece.table["path"].map(lambda p: Path(p).name).tolist() == m.table["path"].map(lambda p: Path(p).name).tolist()
 
 
 def test_missing_file_names_row_and_path(small_cohort):

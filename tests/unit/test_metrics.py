@@ -66,10 +66,10 @@ def test_rigid_fit_of_two_landmarks_is_reported_not_fatal(small_cohort, tmp_path
     m = load_manifest(manifest)
     res_dir = tmp_path / "results"
     (res_dir / "P1" / "preproc").mkdir(parents=True)
-    (res_dir / "P1" / "preproc" / "preproc.json").write_text(json.dumps({"post_to_pre": np.eye(4).tolist()}))
+    (res_dir / "P1" / "preproc" / "preproc.json").write_text(json.dumps({"patient": "P1", "post_to_pre": np.eye(4).tolist()}))
     post = io.read_landmarks(m.path("P1", "post", "landmarks", "expert"))
     pred = _pred([["P1", r.landmark, "agent_guided", r.x + 1, r.y, r.z, 0.5, 0] for r in post.itertuples()])
-    fits, residuals = metrics.rigid_fits(m, pred, metrics.ground_truth(m), res_dir)
+    fits, residuals = metrics.rigid_fits(m, pred, metrics.ground_truth(m), [res_dir / "P1" / "preproc"])
     assert set(fits["method"]) == {"agent_guided", "truth"}
     assert fits["status"].str.contains("P1, agent_guided: a rigid fit needs at least 3 landmarks, got 2").any()
     assert residuals.empty
@@ -133,10 +133,12 @@ def test_landmarks_to_check_puts_warning_signs_and_disagreement_first():
 
 
 def _results(tmp_path, m, shift=1.0):
-    """Landmark files of identity and two methods for every patient of ``m`` (the post-op landmarks moved)."""
+    """Landmark files of identity and two methods for every patient of ``m`` (the post-op landmarks moved);
+    returns their paths."""
     from landmarkflow import io
 
     res = tmp_path / "results"
+    files = []
     for patient in m.patients:
         post = io.read_landmarks(m.path(patient, "post", "landmarks", "expert"))
         xyz = io.points_of(post)
@@ -144,7 +146,15 @@ def _results(tmp_path, m, shift=1.0):
         io.write_landmarks(io.landmarks_frame(post["landmark"], xyz), res / patient / "landmarks" / "identity.csv")
         io.write_landmarks(io.landmarks_frame(post["landmark"], xyz + shift), res / patient / "landmarks" / "ants_syn.csv")
         io.write_landmarks(io.landmarks_frame(post["landmark"], xyz - shift), res / patient / "landmarks" / "agent_baseline.csv")
-    return res
+        files += [res / patient / "landmarks" / f"{method}.csv" for method in ("identity", "ants_syn", "agent_baseline")]
+    return files
+
+
+def _inputs(out, files):
+    from landmarkflow.report import ReportInputs
+
+    return ReportInputs(summary=out["summary"], errors=out["errors"], predictions=out["predictions"], files=files,
+                        check=out["check"])
 
 
 def _outputs(tmp_path):
@@ -158,11 +168,11 @@ def test_evaluate_cohort_without_ground_truth_writes_every_table(small_cohort, t
     manifest, _ = small_cohort
     manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
     m = load_manifest(manifest)
-    res = _results(tmp_path, m)
+    files = _results(tmp_path, m)
     jac = tmp_path / "jacobian.tsv"
     pd.DataFrame({"method": ["ants_syn"], "nonpositive_jacobian": [0.01]}).to_csv(jac, sep="\t", index=False)
     out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, out["errors"], out["summary"], out["predictions"], res, [jac], out["rigid"],
+    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], (), [jac], out["rigid"],
                             out["residuals"], out_check=out["check"])
     assert pd.read_csv(out["errors"], sep="\t").empty
     s = pd.read_csv(out["summary"], sep="\t").set_index("method")
@@ -187,9 +197,9 @@ def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
         f.write("".join(line.replace("P1\t", "P2\t", 1).replace("p1/", "p2/") + "\n" for line in rows))
     m = load_manifest(manifest)
     assert m.patients == ["P1", "P2"]
-    res = _results(tmp_path, m)
+    files = _results(tmp_path, m)
     out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, out["errors"], out["summary"], out["predictions"], res, (), out["rigid"],
+    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], (), (), out["rigid"],
                             out["residuals"], out_check=out["check"])
     err = pd.read_csv(out["errors"], sep="\t")
     assert set(err["patient"]) == {"P1"} and len(err) == 2 * 3
@@ -198,8 +208,7 @@ def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
     pred = pd.read_csv(out["predictions"], sep="\t")
     assert set(pred["patient"]) == {"P1", "P2"}
     html = tmp_path / "report.html"
-    report.build_report(m, {"seed": 1}, out["summary"], out["errors"], out["predictions"], html, tmp_path / "figs", res,
-                        check_tsv=out["check"])
+    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs")
     text = html.read_text()
     assert "Pre-operative ground truth for 1 of 2 patients" in text and "P2 count in the columns" in text
     assert "Landmarks to check first" in text and "Errors per method" in text
@@ -212,12 +221,11 @@ def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_pat
     manifest, _ = small_cohort
     manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
     m = load_manifest(manifest)
-    res = _results(tmp_path, m)
+    files = _results(tmp_path, m)
     out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, out["errors"], out["summary"], out["predictions"], res, out_check=out["check"])
+    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], out_check=out["check"])
     html = tmp_path / "report.html"
-    report.build_report(m, {"seed": 1}, out["summary"], out["errors"], out["predictions"], html, tmp_path / "figs", res,
-                        check_tsv=out["check"])
+    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs")
     text = html.read_text()
     assert "No pre-operative ground truth" in text and "median_disagreement_mm" in text
     assert "Errors per method" not in text  # no error figures without errors

@@ -130,8 +130,8 @@ def test_failed_job_names_its_log(cluster, small_cohort, tmp_path):
     code, out = slurm_snakemake(cluster, wd, timeout=600)
     assert code != 0
     # the error block of the failed job names the rule's log and the SLURM job's log
-    errors = re.findall(r"Error in rule validate_cohort:.*?\n\s+log: (.*?) \(check log", out, re.S)
-    named = [p for e in errors for p in e.split(", ") if "/results/logs/slurm/rule_validate_cohort/" in p]
+    errors = re.findall(r"Error in rule validate_patient:.*?\n\s+log: (.*?) \(check log", out, re.S)
+    named = [p for e in errors for p in e.split(", ") if "/results/logs/slurm/rule_validate_patient/" in p]
     assert named, out[-4000:]
     text = Path(named[0]).read_text()
     assert "post_t1.nii.gz" in text, text[-2000:]  # the job's log says which file is bad

@@ -222,6 +222,94 @@ def test_a_damaged_file_stops_validation_with_one_message_and_no_traceback(small
     assert res.returncode != 0
     assert "landmarkflow: error: problem in the cohort manifest:" in out and "pre_t1.nii.gz: damaged gzip stream" in out, out[-3000:]
     assert "Traceback" not in out
-    log = (wd / "results" / "logs" / "validate_cohort" / "validate_cohort.log").read_text()
+    log = (wd / "results" / "logs" / "validate_patient" / "P1.log").read_text()
     assert "damaged gzip stream" in log and "Traceback" not in log
-    assert not (wd / "results" / "cohort" / "manifest.tsv").exists()
+    assert not (wd / "results" / "P1" / "manifest.tsv").exists()
+
+
+def _copy_run(tiny_run, tmp_path, **config_changes):
+    """A copy of the shared tiny run (outputs, their dates and Snakemake's records), its config changed."""
+    import shutil
+
+    wd = tmp_path / "copy"
+    shutil.copytree(tiny_run, wd, symlinks=True)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    for section, values in config_changes.items():
+        cfg[section].update(values)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return wd
+
+
+def _dry_run_jobs(wd):
+    """(rule, wildcards) of every job a dry run schedules."""
+    import re
+
+    res = run(["-n", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml")])
+    out = res.stdout + res.stderr
+    jobs = re.findall(r"^(?:rule|localrule|checkpoint|localcheckpoint) (\w+):\n((?:    .*\n)*)", out, re.M)
+    return [(rule, dict(re.findall(r"(\w+)=([^,\s]+)", next((l for l in body.splitlines() if "wildcards:" in l), ""))))
+            for rule, body in jobs], out
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_adding_a_patient_schedules_no_job_for_the_others(tiny_run, tmp_path):
+    """Issue 17: the manifest was an input of every patient's preprocessing, so one new patient reran all."""
+    wd = _copy_run(tiny_run, tmp_path)
+    manifest = wd / "config" / "cohort.tsv"
+    table = pd.concat([pd.read_csv(manifest, sep="\t", dtype=str),
+                       synthetic.manifest_rows(["tiny02"], wd / "resources" / "demo", wd / "config")])
+    io.write_table(table, manifest)
+    jobs, out = _dry_run_jobs(wd)
+    assert [j for j in jobs if j[1].get("patient") == "tiny01"] == [], out[-3000:]
+    assert ("validate_patient", {"patient": "tiny02"}) in jobs and ("make_demo_patient", {"patient": "tiny02"}) in jobs
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_detection_setting_reruns_detection_and_not_training(tiny_run, tmp_path):
+    """Issue 17: test-time settings travelled with the training and were then taken from the saved model."""
+    wd = _copy_run(tiny_run, tmp_path, agent={"max_shift_mm": 7.0}, pin={"iterations": 4})
+    jobs, out = _dry_run_jobs(wd)
+    rules = [r for r, _ in jobs]
+    assert "train_agent" not in rules and "train_pin" not in rules, out[-3000:]
+    assert rules.count("redetect") == 2 and "redetect_pin" in rules and "build_report" in rules
+    # and the redetection uses the config's value, not the model's
+    run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2",
+         "results/tiny01/landmarks/pin.csv"])
+    ends = pd.read_csv(wd / "results" / "tiny01" / "pin" / "endpoints.tsv", sep="\t")
+    assert (ends["steps"] == 4).all()
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_a_stage_switched_off_leaves_no_stale_rows(tiny_run, tmp_path):
+    """Issue 17: evaluation and report scanned results/*/landmarks/*.csv, so an old pin.csv was still scored."""
+    wd = _copy_run(tiny_run, tmp_path, pin={"activate": False})
+    assert (wd / "results" / "tiny01" / "landmarks" / "pin.csv").exists()
+    _run_workdir(wd)
+    summary = pd.read_csv(wd / "results" / "cohort" / "summary.tsv", sep="\t")
+    assert "pin" not in set(summary["method"]) and "agent_guided" in set(summary["method"])
+    pred = pd.read_csv(wd / "results" / "cohort" / "predictions.tsv", sep="\t")
+    assert "pin" not in set(pred["method"])
+    assert "Not part of this run (the PIN stage is not active)" in (wd / "results" / "cohort" / "report.html").read_text()
+
+
+def test_the_workflow_runs_as_a_module_with_a_prefix(tmp_path):
+    """Issue 17: a study can include the workflow as a Snakemake module under a prefix (dry run)."""
+    wd = _workdir(tmp_path, ["mod01"], overrides=TINY)
+    (wd / "Snakefile").write_text(f"""
+configfile: "config/config.yaml"
+
+module landmarkflow:
+    snakefile: "{ROOT / 'Snakefile'}"
+    config: config
+    prefix: "study"
+
+use rule * from landmarkflow as lf_*
+""")
+    res = run(["-n", "-s", str(wd / "Snakefile"), "-d", str(wd)])
+    out = res.stdout + res.stderr
+    for target in ("study/results/cohort/report.html", "study/resources/demo/mod01/pre_t1ce.nii.gz",
+                   "study/results/mod01/manifest.tsv"):
+        assert target in out, out[-3000:]

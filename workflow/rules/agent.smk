@@ -8,7 +8,7 @@ rule train_agent:
         model="results/{patient}/agents/{landmark}_{variant}.pt",
         log_tsv="results/{patient}/agents/{landmark}_{variant}_training.tsv",
     params:
-        settings=config["agent"],
+        settings=AGENT_TRAINING,
         seed=config["seed"],
     log:
         "results/logs/train_agent/{patient}/{landmark}_{variant}.log",
@@ -34,6 +34,7 @@ rule redetect:
     params:
         seed=config["seed"],
         device=config["agent"].get("device", "auto"),
+        detection=AGENT_DETECTION,
     log:
         "results/logs/redetect/{patient}/{variant}.log",
     threads: 2

@@ -7,10 +7,14 @@ from snakemake.exceptions import WorkflowError
 from snakemake.logging import logger
 from snakemake.utils import validate
 
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))  # the library, also when it is not installed
+# the project's root, from this file: also right when the workflow is used as a module of another one
+WORKFLOW_ROOT = os.path.abspath(os.path.join(workflow.current_basedir, "..", ".."))
+sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when it is not installed
 
+from landmarkflow import layout
 from landmarkflow import manifest as mf
 from landmarkflow.io import InputError, read_landmarks
+from landmarkflow.settings import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, split_settings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -52,6 +56,11 @@ for _warning in MANIFEST.warnings:  # once, when the workflow starts; the valida
 
 PATIENTS = MANIFEST.patients
 
+# training jobs get the training settings, redetection jobs the detection settings: a change to one
+# reruns only the jobs that use it
+AGENT_TRAINING, AGENT_DETECTION = split_settings(config["agent"], AGENT_DETECTION_KEYS)
+PIN_TRAINING, PIN_DETECTION = split_settings(config["pin"], PIN_DETECTION_KEYS)
+
 
 
 def patient_files(wildcards):
@@ -59,9 +68,14 @@ def patient_files(wildcards):
     return list(MANIFEST.rows(wildcards.patient)["path"])
 
 
+def patient_rows(wildcards):
+    """One patient's manifest rows: the parameters of its validation (a change there revalidates it)."""
+    return mf.patient_rows(MANIFEST, wildcards.patient)
+
+
 def landmark_ids(patient):
-    """Landmark identifiers of a patient's post-op file (read once validate_cohort has run)."""
-    checkpoints.validate_cohort.get()
+    """Landmark identifiers of a patient's post-op file (read once validate_patient has run)."""
+    checkpoints.validate_patient.get(patient=patient)
     return list(read_landmarks(MANIFEST.path(patient, "post", "landmarks", MANIFEST.primary_annotator(patient)))["landmark"])
 
 
@@ -81,54 +95,64 @@ def agent_models(wildcards):
     )
 
 
-def agent_landmarks(wildcards):
-    """Every agent_<variant>.csv of the cohort."""
-    return [f"results/{p}/landmarks/agent_{v}.csv" for p in PATIENTS for v in agent_variants(p)]
-
-
 def pin_models(wildcards):
     return expand("results/{patient}/pin/{landmark}.pt", patient=wildcards.patient, landmark=landmark_ids(wildcards.patient))
-
-
-def method_landmarks(wildcards):
-    """Every results/<patient>/landmarks/<method>.csv the run produces."""
-    files = expand("results/{patient}/landmarks/identity.csv", patient=PATIENTS)
-    if is_activated("ants"):
-        files += expand("results/{patient}/landmarks/{method}.csv", patient=PATIENTS, method=ANTS_METHODS)
-    if is_activated("pin"):
-        files += expand("results/{patient}/landmarks/pin.csv", patient=PATIENTS)
-    return files + agent_landmarks(wildcards)
 
 
 ANTS_METHODS = ["ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask"]
 
 
-def jacobian_files(wildcards):
-    return expand("results/{patient}/ants", patient=PATIENTS) if is_activated("ants") else []
-
-
-def agent_outputs(wildcards):
-    """End points, trajectories and training logs of every agent and PIN (for the report)."""
-    out = []
-    for p in PATIENTS:
-        for v in agent_variants(p):
-            out += [f"results/{p}/agents/{v}_endpoints.tsv", f"results/{p}/agents/{v}_trajectories.tsv"]
-            out += [f"results/{p}/agents/{lm}_{v}_training.tsv" for lm in landmark_ids(p)]
-        if is_activated("pin"):
-            out += [f"results/{p}/pin/endpoints.tsv", f"results/{p}/pin/trajectories.tsv"]
-            out += [f"results/{p}/pin/{lm}_training.tsv" for lm in landmark_ids(p)]
-    return out
+def patient_methods(patient):
+    """The methods the config runs for one patient: identity, ANTs, PIN, the agent variants it can have."""
+    methods = ["identity"]
+    if is_activated("ants"):
+        methods += ANTS_METHODS
+    if is_activated("pin"):
+        methods.append("pin")
+    return methods + [f"agent_{v}" for v in agent_variants(patient)]
 
 
 def patient_method_landmarks(wildcards):
-    """The landmark files of every method for one patient (identity, ANTs, agents)."""
-    p = wildcards.patient
-    files = [f"results/{p}/landmarks/identity.csv"]
-    if is_activated("ants"):
-        files += [f"results/{p}/landmarks/{m}.csv" for m in ANTS_METHODS]
-    if is_activated("pin"):
-        files.append(f"results/{p}/landmarks/pin.csv")
-    return files + [f"results/{p}/landmarks/agent_{v}.csv" for v in agent_variants(p)]
+    """The landmark files of every method for one patient."""
+    return [layout.landmarks(wildcards.patient, m) for m in patient_methods(wildcards.patient)]
+
+
+def method_landmarks(wildcards):
+    """Every results/<patient>/landmarks/<method>.csv the run produces (and so the evaluation reads)."""
+    return [layout.landmarks(p, m) for p in PATIENTS for m in patient_methods(p)]
+
+
+def jacobian_files(wildcards):
+    return [layout.ants_dir(p) for p in PATIENTS] if is_activated("ants") else []
+
+
+def search_outputs(wildcards):
+    """End points, trajectories and training logs of every agent and PIN (for the report)."""
+    out = []
+    for p in PATIENTS:
+        for method in patient_methods(p):
+            if method in layout.SEARCH_METHODS:
+                out += [layout.endpoints(p, method), layout.trajectories(p, method)]
+                out += [layout.training_log(p, method, lm) for lm in landmark_ids(p)]
+    return out
+
+
+def benchmark_files(wildcards):
+    """The benchmark file of every job that has one (for the report's time and memory table)."""
+    out = []
+    for p in PATIENTS:
+        if is_activated("demo") and not all(_must_exist_now(f) for f in MANIFEST.rows(p)["path"]):
+            out.append(layout.benchmark("make_demo_patient", p))
+        out.append(layout.benchmark("preprocess_patient", p))
+        if is_activated("ants"):
+            out.append(layout.benchmark("register_ants", p))
+        if is_activated("radiomics"):
+            out.append(layout.benchmark("extract_radiomics", p))
+        if is_activated("pin"):
+            out.append(layout.benchmark("redetect_pin", p))
+            out += [layout.benchmark("train_pin", f"{p}/{lm}") for lm in landmark_ids(p)]
+        out += [layout.benchmark("train_agent", f"{p}/{lm}_{v}") for lm in landmark_ids(p) for v in agent_variants(p)]
+    return out
 
 
 def radiomics_outputs(wildcards):
@@ -139,4 +163,4 @@ def workflow_file(path):
     """A path of the config as given, or, when it is not there, inside the workflow (config/radiomics.yaml from any working directory)."""
     if os.path.exists(path) or os.path.isabs(path):
         return path
-    return os.path.join(workflow.basedir, path)
+    return os.path.join(WORKFLOW_ROOT, path)

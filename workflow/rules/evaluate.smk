@@ -4,9 +4,9 @@
 
 rule evaluate_cohort:
     input:
-        manifest=config["cohort"],
-        validated="results/cohort/manifest.tsv",
+        manifest="results/cohort/manifest.tsv",
         landmarks=method_landmarks,
+        preproc=expand("results/{patient}/preproc", patient=PATIENTS),
         ants=jacobian_files,
     output:
         errors=report("results/cohort/errors.tsv", caption="../report/errors.rst", category="Evaluation"),

@@ -9,7 +9,7 @@ rule train_pin:
         model="results/{patient}/pin/{landmark}.pt",
         log_tsv="results/{patient}/pin/{landmark}_training.tsv",
     params:
-        settings=config["pin"],
+        settings=PIN_TRAINING,
         seed=config["seed"],
     log:
         "results/logs/train_pin/{patient}/{landmark}.log",
@@ -35,6 +35,7 @@ rule redetect_pin:
     params:
         seed=config["seed"],
         device=config["pin"].get("device", "auto"),
+        detection=PIN_DETECTION,
     log:
         "results/logs/redetect_pin/{patient}.log",
     benchmark:

@@ -4,8 +4,7 @@
 
 rule preprocess_patient:
     input:
-        manifest=config["cohort"],
-        validated="results/cohort/manifest.tsv",
+        manifest="results/{patient}/manifest.tsv",
         files=patient_files,
     output:
         folder=directory("results/{patient}/preproc"),

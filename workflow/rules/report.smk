@@ -1,17 +1,20 @@
-# The per-cohort HTML report (self-contained) and its figures.
+# The per-cohort HTML report (self-contained) and its figures, from exactly the files declared here.
 
 
 rule build_report:
     input:
-        manifest=config["cohort"],
+        manifest="results/cohort/manifest.tsv",
         summary="results/cohort/summary.tsv",
         errors="results/cohort/errors.tsv",
         predictions="results/cohort/predictions.tsv",
         warnings="results/cohort/warnings.tsv",
         rigid_fit="results/cohort/rigid_fit.tsv",
+        rigid_residuals="results/cohort/rigid_residuals.tsv",
         check="results/cohort/landmarks_to_check.tsv",
         preproc=expand("results/{patient}/preproc", patient=PATIENTS),
-        agents=agent_outputs,
+        landmarks=method_landmarks,
+        search=search_outputs,
+        benchmarks=benchmark_files,
         radiomics=radiomics_outputs,
     output:
         html=report("results/cohort/report.html", caption="../report/report.rst", category="Report"),

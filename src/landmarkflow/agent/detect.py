@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import spatial
 from .env import ACTIONS, LandmarkEnv, PatchVolume
 from .network import DuelingQNet
 
@@ -22,6 +23,15 @@ def start_points(centre_vox, n: int, box_mm: float, spacing, seed: int) -> np.nd
     offsets = rng.uniform(-1, 1, (n, 3)) * half
     offsets[0] = 0
     return np.rint(np.asarray(centre_vox, dtype=float) + offsets).astype(int)
+
+
+def landmark_starts(start_lm, landmark: str, affine: np.ndarray, n: int, box_mm: float, seed: int):
+    """(start box centre in world mm, the fixed start points in voxels of ``affine``) of one landmark: the box
+    is centred on the landmark's position in ``start_lm`` (a landmark table, world RAS mm)."""
+    row = start_lm[start_lm["landmark"] == landmark]
+    centre_world = row[["x", "y", "z"]].to_numpy(dtype=float)[0]
+    starts = start_points(spatial.world_to_voxel(centre_world, affine), n, box_mm, spatial.spacing_of(affine), seed)
+    return centre_world, starts
 
 
 def robust_centre(points: np.ndarray) -> np.ndarray:
