@@ -506,14 +506,14 @@ def _config_section(config: dict) -> str:
             "<h3>versions</h3>" + _table(pd.DataFrame([_versions()])))
 
 
-def _page(m, sections: list[tuple[str, str, str]]) -> str:
+def _page(m, sections: list[tuple[str, str, str]], manifest_name: str) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = "".join(f'<a href="#{sid}">{html.escape(title.split(" (")[0])}</a>' for sid, title, _ in sections)
     parts = [f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>' for sid, title, body in sections]
     return (
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Landmark redetection report</title>"
         f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
-        f"<h1>Landmark redetection: cohort report</h1><p class=\"note\">{len(m.patients)} patient(s), manifest {html.escape(str(m.source))}, built {now}. "
+        f"<h1>Landmark redetection: cohort report</h1><p class=\"note\">{len(m.patients)} patient(s), manifest {html.escape(manifest_name)}, built {now}. "
         "All coordinates are pre-operative world RAS mm.</p>"
         f'<nav>{nav}</nav>{"".join(parts)}<p id="render-status" class="note">rendering</p></body></html>'
     )
@@ -545,4 +545,4 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -
         ("config", "Configuration and software", _config_section(config)),
     ]
     with io.atomic_path(out_html) as tmp:
-        Path(tmp).write_text(_page(m, sections), encoding="utf-8")
+        Path(tmp).write_text(_page(m, sections, str(config.get("cohort", m.source))), encoding="utf-8")
