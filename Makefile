@@ -19,7 +19,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt torch
 	$(BIN)/pip install -q -c constraints.txt --no-build-isolation pyradiomics
 	$(BIN)/pip install -q -c constraints.txt antspyx
-	$(BIN)/pip install -q -c constraints.txt -e '.[test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[agents,ants,workflow,test]'
 	touch $@
 
 env: $(VENV)/.installed

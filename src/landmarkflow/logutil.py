@@ -52,5 +52,12 @@ def log_to(path, level=logging.INFO):
         handler.close()
 
 
+def progress(done: int, total: int, elapsed_s: float) -> str:
+    """``"done/total (p%), elapsed s, ETA s"`` for a progress line, the ETA from the pace so far."""
+    share = done / total if total else 1.0
+    eta = elapsed_s / done * (total - done) if done else float("nan")
+    return f"{done}/{total} ({100 * share:.0f}%), {elapsed_s:.0f} s, ETA {eta:.0f} s"
+
+
 def setup_cli(verbose: bool = False) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=FORMAT, stream=sys.stderr)

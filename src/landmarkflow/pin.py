@@ -40,6 +40,7 @@ from .agent.detect import Detection, landmark_starts
 from .agent.env import PatchVolume
 from .agent.pipeline import detection_records, write_detections
 from .agent.train import augmented_versions, seed_for, setup_device
+from .logutil import progress
 from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
@@ -204,6 +205,9 @@ class PinTrainer:
                        "seconds": round(time.time() - t0, 2)}
                 self.log_rows.append(row)
                 window = []
+                log.info("update %s: loss %.4f displacement error %.2f mm direction accuracy %.2f",
+                         progress(update, self.cfg.updates, time.time() - t0), row["loss"], row["displacement_error_mm"],
+                         row["accuracy"])
         return self.log_rows
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from . import io, spatial
+from .logutil import progress
 from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
@@ -106,9 +107,12 @@ def patient_radiomics(preproc_dir, landmark_files: dict, params_file, out_tsv, r
         return cache[key]
 
     rows = []
-    for method, path in landmark_files.items():
-        lm = io.read_landmarks(path)
+    tables = {method: io.read_landmarks(path) for method, path in landmark_files.items()}
+    total, done = sum(len(lm) for lm in tables.values()), 0
+    for method, lm in tables.items():
         for lid, p_pre in zip(lm["landmark"], io.points_of(lm)):
+            done += 1
+            log.info("%s: %s landmark %s, %s", patient, method, lid, progress(done, total, time.time() - t0))
             if lid not in post_pts:
                 continue
             for mod in mods:

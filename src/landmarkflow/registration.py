@@ -218,17 +218,20 @@ def ants_baseline(fixed: list[io.Image], moving: list[io.Image], points_moving, 
             return kept
 
         t0 = time.time()
+        log.info("ANTs (%s) 1/4: rigid", preset)
         rig = ants.registration(fx[0], mv[0], "Rigid", outprefix=f"{tmp}/rigid_", **lin)
         timings["ants_rigid"] = time.time() - t0
         t0 = time.time()
+        log.info("ANTs (%s) 2/4: affine (rigid took %.0f s)", preset, timings["ants_rigid"])
         aff = ants.registration(fx[0], mv[0], "Affine", initial_transform=rig["fwdtransforms"][0], outprefix=f"{tmp}/affine_", **lin)
         timings["ants_affine"] = time.time() - t0 + timings["ants_rigid"]
         for name, reg in (("ants_rigid", rig), ("ants_affine", aff)):
             (mat,) = keep(reg["fwdtransforms"], name)
             # moving points -> fixed space: the inverse of the (fixed -> moving) point transform
             result[name] = map_points(points, [mat], whichtoinvert=[True])
-        for name, masks in (("ants_syn", (fm, mm)), ("ants_syn_nomask", (None, None))):
+        for stage, (name, masks) in enumerate((("ants_syn", (fm, mm)), ("ants_syn_nomask", (None, None))), start=3):
             t0 = time.time()
+            log.info("ANTs (%s) %d/4: %s (%s)", preset, stage, name, "cost-function masked" if masks[0] is not None else "no mask")
             reg = ants.registration(fx[0], mv[0], "SyNOnly", initial_transform=aff["fwdtransforms"][0],
                                     mask=masks[0], moving_mask=masks[1], multivariate_extras=extras,
                                     outprefix=f"{tmp}/{name}_", **syn)

@@ -1,5 +1,7 @@
 """The agent: environment geometry, reward, guidance penalty, oscillation, replay, network, training."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -255,3 +257,16 @@ def test_oscillation_centre_of_an_agent_stuck_at_the_border():
     np.testing.assert_allclose(env.oscillation_centre()[0].numpy(), [39, 18, 15])
     env.refine(torch.tensor([True]))
     assert env.pos[0].tolist() == [39, 18, 15]
+
+
+def test_training_logs_its_progress_with_an_eta(caplog):
+    """Issue 19: a long job says how far it is and how long it will take, every log_every updates."""
+    import logging
+
+    vol = _blob_volume(shape=(32, 32, 32), target=(16, 15, 17))
+    cfg = AgentConfig(patch=13, box_mm=16, updates=40, n_envs=8, batch=16, warmup=64, versions=1, scales=[2, 1])
+    with caplog.at_level(logging.INFO, logger="landmarkflow.agent.train"):
+        Trainer(vol[None, None], [16, 15, 17], cfg, seed=3).train(log_every=10)
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("update ")]
+    assert [line.split()[1] for line in lines] == ["10/40", "20/40", "30/40", "40/40"]
+    assert all(re.search(r"ETA \d+ s", line) for line in lines) and lines[-1].split(", ETA ")[1].startswith("0 s")

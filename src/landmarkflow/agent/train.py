@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from ..logutil import progress
 from .env import LandmarkEnv, PatchVolume
 from .network import DuelingQNet
 from .replay import PositionReplay
@@ -321,7 +322,9 @@ class Trainer:
         }
         self.log_rows.append(row)
         self._window = {k: [] for k in w}
-        log.info("update %(update)d: loss %(loss).4f reward %(episode_reward).2f success %(success_rate).2f final %(final_distance_mm).1f mm", row)
+        log.info("update %s: loss %.4f reward %.2f success %.2f final %.1f mm",
+                 progress(self.updates_done, self.cfg.updates, time.time() - t0), row["loss"], row["episode_reward"],
+                 row["success_rate"], row["final_distance_mm"])
 
     def train(self, log_every: int = 50, checkpoint=None, checkpoint_every: int = 200):
         """Run until ``cfg.updates`` updates; resumable from ``checkpoint`` (a path) if it exists."""

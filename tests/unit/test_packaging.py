@@ -1,0 +1,52 @@
+"""pyproject.toml declares what the library imports, and nothing else; one version string."""
+
+import ast
+import re
+import sys
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+#: import name -> distribution name, for the third-party packages the library may use
+DISTRIBUTIONS = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "nibabel": "nibabel", "SimpleITK": "SimpleITK",
+                 "nilearn": "nilearn", "yaml": "pyyaml", "matplotlib": "matplotlib", "torch": "torch", "ants": "antspyx",
+                 "radiomics": "pyradiomics"}
+
+
+def _imports(folder: Path) -> set[str]:
+    names = set()
+    for path in folder.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+    return {n for n in names if n not in sys.stdlib_module_names and n != "landmarkflow"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0]
+
+
+def test_dependencies_are_what_the_library_imports():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    imported = _imports(ROOT / "src" / "landmarkflow")
+    unknown = imported - set(DISTRIBUTIONS)
+    assert not unknown, f"the library imports {unknown}: add them to pyproject.toml and to DISTRIBUTIONS here"
+    extras = project["optional-dependencies"]
+    declared = {_name(r) for r in project["dependencies"]} | {_name(r) for key in ("agents", "ants", "radiomics") for r in extras[key]}
+    assert declared == {DISTRIBUTIONS[n] for n in imported}
+    # the controller is not a dependency of the library
+    assert not {_name(r) for r in project["dependencies"]} & {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema"}
+    assert {"snakemake", "snakemake-executor-plugin-slurm"} <= {_name(r) for r in extras["workflow"]}
+
+
+def test_one_version_string():
+    import importlib.metadata
+
+    import landmarkflow
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert "version" not in project and "version" in project["dynamic"]
+    assert importlib.metadata.version("landmarkflow") == landmarkflow.__version__
+    assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License") and project["license"] == "Apache-2.0"
