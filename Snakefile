@@ -27,4 +27,5 @@ rule all:
     input:
         "results/cohort/report.html",
         "results/cohort/summary.tsv",
+        expand("results/{patient}/slicer", patient=PATIENTS),
     default_target: True

@@ -277,7 +277,8 @@ def write_image(image: Image, path, dtype=None) -> None:
 
 # ----------------------------------------------------------------------------- landmarks
 def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
-    """Read a landmark CSV (``landmark,x,y,z``, world RAS mm).
+    """Read a landmark CSV (``landmark,x,y,z``, world RAS mm), or a 3D Slicer markups file (``.mrk.json``,
+    ``.fcsv``: its coordinate system read from the file, its labels as identifiers; :mod:`.markups`).
 
     Returns a DataFrame with a string ``landmark`` column and float ``x, y, z``
     (extra columns are kept as they are). Raises :class:`InputError` naming the
@@ -286,6 +287,14 @@ def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
     ``image_affine``, points outside that image are an error too.
     """
     path = _existing(path, "landmark file")
+    from . import markups  # (it writes through this module)
+
+    if markups.is_markups(path):
+        try:
+            df = markups.read_markups(path)
+        except markups.MarkupsError as err:
+            raise InputError(f"{path}: {err}") from None
+        return _check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
     header = _csv_header(path)
     if [h.lower() for h in header[:4]] == [c.lower() for c in BRATS_COLUMNS] and header[:4] != LANDMARK_COLUMNS:
         raise InputError(
@@ -309,6 +318,18 @@ def write_landmarks(df: pd.DataFrame, path, float_format: str = "%.4f") -> None:
     out = df[cols].copy()
     out["landmark"] = out["landmark"].astype(str)
     write_table(out, path, sep=",", float_format=float_format)
+
+
+def write_markups(df: pd.DataFrame, path, description: str = "", colour=(1.0, 0.5, 0.5), coordinate_system: str = "LPS") -> None:
+    """Write a landmark table (world RAS mm) atomically as a 3D Slicer markups JSON file (``.mrk.json``), one
+    point list labelled with the identifiers, in ``coordinate_system`` (LPS, as Slicer 5 writes, or RAS)."""
+    import json
+
+    from .markups import markups_document
+
+    doc = markups_document(df["landmark"].astype(str), points_of(df), description, colour, coordinate_system)
+    with atomic_path(path, suffix=".json") as tmp:
+        Path(tmp).write_text(json.dumps(doc, indent=2))
 
 
 def landmarks_frame(ids, xyz, **extra) -> pd.DataFrame:

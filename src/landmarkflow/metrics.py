@@ -25,6 +25,25 @@ log = logging.getLogger(__name__)
 METHOD_ORDER = ["identity", "ants_rigid", "ants_affine", "ants_syn_nomask", "ants_syn", "agent_baseline", "agent_guided", "pin"]
 
 
+#: a colour per method (report figures, 3D Slicer review files); raters and others get their own
+METHOD_COLOURS = {
+    "identity": "#7f7f7f",
+    "ants_rigid": "#bcbd22",
+    "ants_affine": "#17becf",
+    "ants_syn_nomask": "#9467bd",
+    "ants_syn": "#1f77b4",
+    "agent_baseline": "#ff7f0e",
+    "agent_guided": "#d62728",
+    "pin": "#2ca02c",
+    "truth": "#00ff00",
+}
+
+
+def method_colour(method: str) -> str:
+    """The colour of a method, as a hex string."""
+    return METHOD_COLOURS.get(method, "#8c564b" if method.startswith("rater_") else "#e377c2")
+
+
 def method_sort_key(name: str):
     return (METHOD_ORDER.index(name) if name in METHOD_ORDER else len(METHOD_ORDER), name)
 

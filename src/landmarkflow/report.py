@@ -22,22 +22,10 @@ import numpy as np
 import pandas as pd
 
 from . import io, layout, spatial
-from .metrics import ERROR_COLUMNS, ground_truth, method_sort_key, sort_methods
+from .metrics import ERROR_COLUMNS, ground_truth, method_colour, method_sort_key, sort_methods
 from .preproc_folder import LESIONS, PreprocFolder
 
 log = logging.getLogger(__name__)
-
-COLOURS = {
-    "identity": "#7f7f7f",
-    "ants_rigid": "#bcbd22",
-    "ants_affine": "#17becf",
-    "ants_syn_nomask": "#9467bd",
-    "ants_syn": "#1f77b4",
-    "agent_baseline": "#ff7f0e",
-    "agent_guided": "#d62728",
-    "pin": "#2ca02c",
-}
-
 
 @dataclass
 class ReportInputs:
@@ -63,10 +51,6 @@ class ReportInputs:
     def folders(self) -> dict[str, PreprocFolder]:
         """The preprocessed folders by patient."""
         return {(f := PreprocFolder(d)).patient: f for d in self.preproc}
-
-
-def _colour(method: str) -> str:
-    return COLOURS.get(method, "#8c564b" if method.startswith("rater_") else "#e377c2")
 
 
 def _plt():
@@ -105,7 +89,7 @@ def error_figure(err: pd.DataFrame, column="error_mm", ylabel="error (mm)"):
         ax.boxplot([d if len(d) else [np.nan] for d in data], showfliers=False, widths=0.6)
     rng = np.random.default_rng(0)
     for i, (m, d) in enumerate(zip(methods, data), start=1):
-        ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=14, color=_colour(m), alpha=0.8, zorder=3)
+        ax.scatter(i + rng.uniform(-0.15, 0.15, len(d)), d, s=14, color=method_colour(m), alpha=0.8, zorder=3)
     ax.set_xticks(range(1, len(methods) + 1), methods, rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     if column == "norm_error":
@@ -121,7 +105,7 @@ def initial_figure(err: pd.DataFrame):
         g = err[err["method"] == m]
         if m == "identity":
             continue
-        ax.scatter(g["initial_mm"], g["error_mm"], s=18, color=_colour(m), label=m, alpha=0.85)
+        ax.scatter(g["initial_mm"], g["error_mm"], s=18, color=method_colour(m), label=m, alpha=0.85)
     lim = float(np.nanmax(err[["initial_mm", "error_mm"]].to_numpy())) * 1.05 if len(err) else 1.0
     ax.plot([0, lim], [0, lim], "k--", lw=0.8, label="no improvement")
     ax.set_xlabel("initial error (identity, mm)")
@@ -155,13 +139,13 @@ def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFram
         for method, tr in trajs.items():
             for t in tr:
                 v = spatial.world_to_voxel(t, pre.affine)
-                ax.plot(v[:, other[0]], v[:, other[1]], color=_colour(method), lw=0.5, alpha=0.35)
+                ax.plot(v[:, other[0]], v[:, other[1]], color=method_colour(method), lw=0.5, alpha=0.35)
         for method, e in ends.items():
             v = spatial.world_to_voxel(e, pre.affine)
-            ax.scatter(v[:, other[0]], v[:, other[1]], s=8, color=_colour(method), alpha=0.6)
+            ax.scatter(v[:, other[0]], v[:, other[1]], s=8, color=method_colour(method), alpha=0.6)
         for r in lm_pred.itertuples():
             v = spatial.world_to_voxel([r.x, r.y, r.z], pre.affine)
-            ax.scatter(v[other[0]], v[other[1]], marker="X", s=70, color=_colour(r.method), edgecolors="white", linewidths=0.6, label=r.method, zorder=4)
+            ax.scatter(v[other[0]], v[other[1]], marker="X", s=70, color=method_colour(r.method), edgecolors="white", linewidths=0.6, label=r.method, zorder=4)
         if truth_xyz is not None:
             v = spatial.world_to_voxel(truth_xyz, pre.affine)
             ax.scatter(v[other[0]], v[other[1]], marker="*", s=160, color="lime", edgecolors="black", linewidths=0.6, label="ground truth", zorder=5)
@@ -171,7 +155,7 @@ def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFram
     if len(ident):
         cp = np.rint(spatial.world_to_voxel(ident[0], post.affine)).astype(int)
         _slice(axes[3], post, masks.get("post_resection"), cp, 2, half, "post-op (aligned), axial")
-        axes[3].scatter(cp[0], cp[1], marker="P", s=90, color=_colour("identity"), edgecolors="white", label="post-op landmark")
+        axes[3].scatter(cp[0], cp[1], marker="P", s=90, color=method_colour("identity"), edgecolors="white", label="post-op landmark")
         axes[3].set_xlim(cp[0] - half, cp[0] + half)
         axes[3].set_ylim(cp[1] - half, cp[1] + half)
     handles, labels = axes[0].get_legend_handles_labels()
@@ -199,15 +183,15 @@ def training_figure(logs: dict):
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     for name, df in logs.items():
-        colour = _colour("agent_guided" if name.endswith("guided") else "agent_baseline")
+        colour = method_colour("agent_guided" if name.endswith("guided") else "agent_baseline")
         for ax, col in zip(axes, ("success_rate", "final_distance_mm", "loss")):
             ax.plot(df["update"], df[col], color=colour, alpha=0.7, lw=1)
     for ax, t in zip(axes, ("success rate (episodes ending within 1 mm)", "distance at episode end (mm)", "loss")):
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
-    axes[0].plot([], [], color=_colour("agent_baseline"), label="agent_baseline")
-    axes[0].plot([], [], color=_colour("agent_guided"), label="agent_guided")
+    axes[0].plot([], [], color=method_colour("agent_baseline"), label="agent_baseline")
+    axes[0].plot([], [], color=method_colour("agent_guided"), label="agent_guided")
     axes[0].legend(fontsize=8)
     return fig
 
@@ -218,7 +202,7 @@ def pin_training_figure(logs: dict):
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.6))
     for name, df in logs.items():
         for ax, col in zip(axes, ("loss", "displacement_error_mm", "accuracy")):
-            ax.plot(df["update"], df[col], color=_colour("pin"), alpha=0.7, lw=1)
+            ax.plot(df["update"], df[col], color=method_colour("pin"), alpha=0.7, lw=1)
     for ax, t in zip(axes, ("PIN loss", "PIN displacement error on training points (mm)", "PIN direction accuracy")):
         ax.set_title(t, fontsize=9)
         ax.set_xlabel("update")

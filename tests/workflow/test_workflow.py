@@ -69,6 +69,11 @@ def test_real_run_produces_every_output(tiny_run):
     ident = errors[errors["method"] == "identity"].sort_values("landmark")["error_mm"].to_numpy()
     np.testing.assert_allclose(ident, expected_initial, atol=1.0)  # rigid alignment within 1 mm of the ideal one
     assert (wd / "results" / "cohort" / "report.html").stat().st_size > 50_000
+    # every method's landmarks (and the ground truth) as 3D Slicer point lists, the same points
+    slicer = wd / "results" / "tiny01" / "slicer"
+    assert sorted(p.name for p in slicer.glob("*.mrk.json")) == sorted(f"{m}.mrk.json" for m in methods + ["truth"])
+    np.testing.assert_allclose(io.points_of(io.read_landmarks(slicer / "ants_syn.mrk.json")),
+                               io.points_of(io.read_landmarks(lm_dir / "ants_syn.csv")), atol=1e-4)
     assert not list(wd.rglob("*.part*"))  # nothing left half-written
 
 

@@ -33,3 +33,17 @@ rule build_report:
         "../../envs/core.yaml"
     script:
         "../../scripts/build_report.py"
+
+
+rule export_markups:
+    input:
+        preproc="results/{patient}/preproc",
+        landmarks=patient_method_landmarks,
+    output:
+        folder=directory("results/{patient}/slicer"),
+    log:
+        "results/logs/export_markups/{patient}.log",
+    conda:
+        "../../envs/core.yaml"
+    script:
+        "../../scripts/export_markups.py"
