@@ -290,7 +290,7 @@ def validate_contents(m: Manifest, unmatched_truth: str = "error") -> Manifest:
         frames = {}  # (timepoint, annotator) -> (manifest row, landmarks)
         for tp in TIMEPOINTS:
             grids = {}
-            anatomy = None  # (name, region, affine): the brain mask, or the first image's foreground
+            anatomy = None  # (what it is, the image, whether it is a mask): the brain mask, or the first image
             for r in m.rows(patient, tp, "image").itertuples():
                 try:
                     img = io.read_image(r.path)
@@ -303,7 +303,7 @@ def validate_contents(m: Manifest, unmatched_truth: str = "error") -> Manifest:
                 elif float(img.data.max()) == float(img.data.min()):
                     problems.append(f"{src}, row {r.row}: {r.path} is constant ({float(img.data.min())}): an empty image?")
                 elif anatomy is None:  # a finite image with contrast: its foreground is the anatomy
-                    anatomy = (f"the foreground of the {tp}-operative {r.name} image", img)
+                    anatomy = (f"the foreground of the {tp}-operative {r.name} image", img, False)
                 grids[r.name] = (img.shape, img.affine)
             masks = {}
             for r in m.rows(patient, tp, "mask").itertuples():
@@ -316,7 +316,7 @@ def validate_contents(m: Manifest, unmatched_truth: str = "error") -> Manifest:
                 problems += [f"{src}, row {r.row}: {p}" for p in mask_problems]
                 masks[r.name] = mask
                 if r.name == "brain" and not mask_problems:
-                    anatomy = (f"the {tp}-operative brain mask", mask)
+                    anatomy = (f"the {tp}-operative brain mask", mask, True)
             for r in m.rows(patient, tp, "landmarks").itertuples():
                 try:
                     lm = io.read_landmarks(r.path)
@@ -425,13 +425,12 @@ def gather_validation(tables, warnings, table_out, warnings_out) -> None:
     io.write_table(pd.concat(notes, ignore_index=True) if notes else pd.DataFrame({"warning": []}, dtype=str), warnings_out)
 
 
-def _anatomy_problems(lm: pd.DataFrame, name: str, image: io.Image) -> list[str]:
+def _anatomy_problems(lm: pd.DataFrame, name: str, image: io.Image, is_mask: bool) -> list[str]:
     """Landmarks more than :data:`ANATOMY_TOL_MM` away from the anatomy (``image`` a brain mask, or an image
     whose foreground is taken), and a hint when the points mirrored to (-x, -y, z), i.e. read as LPS, fit it better."""
     from .preprocess import head_mask  # (preprocess imports this module)
 
-    uniq = np.unique(image.data)
-    region = image.data > 0 if uniq.size <= 16 else head_mask(image)  # a mask, or an image
+    region = image.data > 0 if is_mask else head_mask(image)
     xyz = io.points_of(lm)
 
     def distance(points):

@@ -2,7 +2,6 @@
 
 import gzip
 import re
-import struct
 
 import nibabel as nib
 import numpy as np
