@@ -74,9 +74,11 @@ def patient_rows(wildcards):
 
 
 def landmark_ids(patient):
-    """Landmark identifiers of a patient's post-op file (read once validate_patient has run)."""
-    checkpoints.validate_patient.get(patient=patient)
-    return list(read_landmarks(MANIFEST.path(patient, "post", "landmarks", MANIFEST.primary_annotator(patient)))["landmark"])
+    """Landmark identifiers of a patient's post-op file, read through its validated manifest slice (the
+    checkpoint's output, where a module's prefix puts it) once validate_patient has run."""
+    table = checkpoints.validate_patient.get(patient=patient).output.table
+    piece = mf.load_manifest(table, annotator=ANNOTATOR)
+    return list(read_landmarks(piece.path(patient, "post", "landmarks", piece.primary_annotator(patient)))["landmark"])
 
 
 def agent_variants(patient):
