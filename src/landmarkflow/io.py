@@ -13,6 +13,7 @@ import csv
 import os
 import tempfile
 from dataclasses import dataclass
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -191,7 +192,7 @@ def _read_nifti(path: Path):
     if klass is None:
         raise InputError(f"{path}: not a NIfTI file (header size {size_field}, expected 348 or 540)")
     try:
-        hdr = klass.header_class.from_fileobj(_io_bytes(head), check=False)  # as written: no silent fixes
+        hdr = klass.header_class.from_fileobj(BytesIO(head), check=False)  # as written: no silent fixes
         shape = tuple(int(n) for n in hdr.get_data_shape())
         itemsize = hdr.get_data_dtype().itemsize
         declared = int(hdr.get_data_offset()) + int(np.prod(shape, dtype=np.int64)) * itemsize
@@ -230,12 +231,6 @@ def _read_nifti(path: Path):
                              f"the image's corners up to {gap:.1f} mm apart; rewrite the header with one affine (or set "
                              f"one of the two codes to 0)")
     return nii
-
-
-def _io_bytes(data: bytes):
-    import io as _io
-
-    return _io.BytesIO(data)
 
 
 def _check_spacing(path, spacing, what: str) -> None:

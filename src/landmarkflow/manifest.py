@@ -433,26 +433,12 @@ def _anatomy_problems(lm: pd.DataFrame, name: str, image: io.Image, is_mask: boo
     region = image.data > 0 if is_mask else head_mask(image)
     xyz = io.points_of(lm)
 
-    def distance(points):
-        ijk = np.rint(spatial.world_to_voxel(points, image.affine)).astype(int)
-        inside = np.all((ijk >= 0) & (ijk < np.array(image.shape)), axis=1)
-        out = np.full(len(points), np.inf)
-        hit = np.zeros(len(points), bool)
-        hit[inside] = region[tuple(ijk[inside].T)]
-        out[hit] = 0.0
-        todo = inside & ~hit
-        if todo.any():
-            dist = ndimage.distance_transform_edt(~region, sampling=image.spacing)
-            out[todo] = dist[tuple(ijk[todo].T)]
-        return out
-
-    given = distance(xyz)
+    given, mirrored = np.split(_distance_to(region, image, np.vstack([xyz, xyz * MIRROR])), 2)  # one distance map
     off = given > ANATOMY_TOL_MM
     out = [f"landmark {lid} at RAS ({p[0]:.1f}, {p[1]:.1f}, {p[2]:.1f}) mm lies "
            + (f"{d:.1f} mm outside {name}" if np.isfinite(d) else f"outside the image of {name}")
            + "; expected a point on the anatomy in world RAS mm"
            for lid, p, d in zip(lm["landmark"][off], xyz[off], given[off])]
-    mirrored = distance(xyz * MIRROR)
     if (mirrored <= ANATOMY_TOL_MM).sum() > (~off).sum():
         out.append(f"read as LPS, i.e. mirrored to (-x, -y, z), {(mirrored <= ANATOMY_TOL_MM).sum()} of {len(xyz)} landmarks "
                    f"lie on {name}, against {(~off).sum()} as given: is the file in LPS (ITK, ANTs, 3D Slicer 5)? "
@@ -461,6 +447,22 @@ def _anatomy_problems(lm: pd.DataFrame, name: str, image: io.Image, is_mask: boo
 
 
 MIRROR = np.array([-1.0, -1.0, 1.0])  # RAS <-> LPS
+
+
+def _distance_to(region: np.ndarray, image: io.Image, points) -> np.ndarray:
+    """Distance (mm) of world points to ``region`` (a boolean array on ``image``'s grid): 0 inside, inf outside
+    the image; the distance map is computed only when a point lies outside the region."""
+    ijk = np.rint(spatial.world_to_voxel(np.atleast_2d(points), image.affine)).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < np.array(image.shape)), axis=1)
+    out = np.full(len(ijk), np.inf)
+    hit = np.zeros(len(ijk), bool)
+    hit[inside] = region[tuple(ijk[inside].T)]
+    out[hit] = 0.0
+    todo = inside & ~hit
+    if todo.any():
+        dist = ndimage.distance_transform_edt(~region, sampling=image.spacing)
+        out[todo] = dist[tuple(ijk[todo].T)]
+    return out
 
 
 def _mirror_pair_hint(pre: pd.DataFrame, post: pd.DataFrame) -> str | None:
@@ -485,17 +487,8 @@ def _mirror_lesion_hint(lm: pd.DataFrame, lesion: io.Image) -> str | None:
     region = lesion.data > 0
     if not region.any():
         return None
-    dist = ndimage.distance_transform_edt(~region, sampling=lesion.spacing)
-
-    def median_distance(points):
-        ijk = np.rint(spatial.world_to_voxel(points, lesion.affine)).astype(int)
-        inside = np.all((ijk >= 0) & (ijk < np.array(lesion.shape)), axis=1)
-        d = np.full(len(points), np.inf)
-        d[inside] = dist[tuple(ijk[inside].T)]
-        return float(np.median(d))
-
     xyz = io.points_of(lm)
-    given, mirrored = median_distance(xyz), median_distance(xyz * MIRROR)
+    given, mirrored = (float(np.median(d)) for d in np.split(_distance_to(region, lesion, np.vstack([xyz, xyz * MIRROR])), 2))
     if given > 30.0 and mirrored < given / 3:
         return (f"the landmarks lie {given:.0f} mm (median) from the lesion mask as given and {mirrored:.0f} mm once mirrored "
                 "to (-x, -y, z): is the file in LPS (ITK, ANTs, 3D Slicer 5)? Expected RAS mm")
