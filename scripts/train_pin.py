@@ -1,4 +1,4 @@
-"""Snakemake adapter: train the PIN of one landmark (landmarkflow.pin)."""
+"""Snakemake adapter: train the PINs of every landmark of a patient (landmarkflow.pin)."""
 
 import sys
 from pathlib import Path
@@ -6,16 +6,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
 from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.pin import PinConfig, train_pin  # noqa: E402
+from landmarkflow.pin import PinConfig, train_pins  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
-    train_pin(
+    train_pins(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
-        landmark=snakemake.wildcards.landmark,  # noqa: F821
         cfg=PinConfig.from_settings(snakemake.params.settings),  # noqa: F821
         seed=snakemake.params.seed,  # noqa: F821
-        out_model=snakemake.output.model,  # noqa: F821
-        out_log=snakemake.output.log_tsv,  # noqa: F821
+        out_dir=snakemake.output.models,  # noqa: F821
         device=snakemake.params.settings.get("device", "auto"),  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
     )

@@ -43,10 +43,27 @@ def trajectories(patient: str, method: str) -> str:
     return f"{RESULTS}/{patient}/{folder}/{prefix}trajectories.tsv"
 
 
+#: the folder of a patient's trained models and their training logs, under results/<patient>/<folder>/
+TRAINED = "trained"
+
+
+def trained(patient: str, method: str) -> str:
+    """The folder the training job of a search method writes (one per patient: agents or PIN)."""
+    folder, _ = SEARCH_METHODS[method]
+    return f"{RESULTS}/{patient}/{folder}/{TRAINED}"
+
+
+def model_name(landmark: str, variant: str | None = None) -> str:
+    return f"{landmark}_{variant}.pt" if variant else f"{landmark}.pt"
+
+
+def training_name(landmark: str, variant: str | None = None) -> str:
+    return f"{landmark}_{variant}_training.tsv" if variant else f"{landmark}_training.tsv"
+
+
 def training_log(patient: str, method: str, landmark: str) -> str:
-    folder, prefix = SEARCH_METHODS[method]
-    variant = prefix.rstrip("_")
-    return f"{RESULTS}/{patient}/{folder}/{landmark}_{variant}_training.tsv" if variant else f"{RESULTS}/{patient}/{folder}/{landmark}_training.tsv"
+    _, prefix = SEARCH_METHODS[method]
+    return f"{trained(patient, method)}/{training_name(landmark, prefix.rstrip('_'))}"
 
 
 def benchmark(rule: str, job: str) -> str:
@@ -57,8 +74,8 @@ def benchmark(rule: str, job: str) -> str:
 def parse(path) -> dict:
     """What a results file is, from its path: ``kind`` (``landmarks``, ``endpoints``, ``trajectories``,
     ``training``, ``benchmark``, ``preproc``, ``jacobian``) and, as they apply, ``patient``, ``method``,
-    ``landmark``, ``rule`` and ``job``. Whatever stands before the ``results`` folder (a module's prefix)
-    is ignored. Raises ValueError for a path outside the layout."""
+    ``landmark``, ``rule`` and ``job``; a trained folder is kind ``trained``, with ``patient`` and ``folder``.
+    Whatever stands before the ``results`` folder (a module's prefix) is ignored. Raises ValueError for a path outside the layout."""
     parts = Path(path).parts
     for i in reversed([i for i, part in enumerate(parts) if part == RESULTS]):
         key = _parse_relative(parts[i + 1:])
@@ -75,9 +92,17 @@ def _parse_relative(rel: tuple) -> dict | None:
         return {"kind": "benchmark", "rule": rel[1], "job": str(Path(*rel[2:]).with_suffix(""))}
     if len(rel) == 2 and name == "preproc":
         return {"kind": "preproc", "patient": rel[0]}
+    if len(rel) == 4 and rel[2] == TRAINED:  # a training log inside a trained folder
+        for method, (mfolder, prefix) in SEARCH_METHODS.items():
+            suffix = training_name("", prefix.rstrip("_"))
+            if rel[1] == mfolder and name.endswith(suffix) and len(name) > len(suffix):
+                return {"kind": "training", "patient": rel[0], "method": method, "landmark": name[: -len(suffix)]}
+        return None
     if len(rel) != 3:
         return None
     patient, folder = rel[0], rel[1]
+    if name == TRAINED and folder in {f for f, _ in SEARCH_METHODS.values()}:
+        return {"kind": "trained", "patient": patient, "folder": folder}
     if folder == "landmarks" and name.endswith(".csv"):
         return {"kind": "landmarks", "patient": patient, "method": name[: -len(".csv")]}
     if folder == "ants" and name == "jacobian.tsv":
@@ -88,8 +113,4 @@ def _parse_relative(rel: tuple) -> dict | None:
         for kind in ("endpoints", "trajectories"):
             if name == f"{prefix}{kind}.tsv":
                 return {"kind": kind, "patient": patient, "method": method}
-        variant = prefix.rstrip("_")
-        suffix = f"_{variant}_training.tsv" if variant else "_training.tsv"
-        if name.endswith(suffix) and len(name) > len(suffix):
-            return {"kind": "training", "patient": patient, "method": method, "landmark": name[: -len(suffix)]}
     return None

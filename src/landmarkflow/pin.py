@@ -35,10 +35,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import io, spatial
+from . import io, layout, spatial
 from .agent.detect import Detection, landmark_starts
 from .agent.env import PatchVolume
-from .agent.pipeline import detection_records, write_detections
+from .agent.pipeline import detection_records, model_paths, write_detections
 from .agent.train import augmented_versions, seed_for, setup_device
 from .logutil import progress
 from .preproc_folder import PreprocFolder
@@ -237,32 +237,35 @@ def localise(net: PinNet, cfg: PinConfig, volume, starts: np.ndarray, spacing=(1
 
 
 # ------------------------------------------------------------------------------------ patients
-def train_pin(preproc_dir, landmark: str, cfg: PinConfig, seed: int, out_model, out_log,
-              device: str = "auto", threads: int | None = None) -> dict:
-    """Train the PIN of one landmark on the post-op scan; write the model (.pt) and its training log (.tsv)."""
+def train_pins(preproc_dir, cfg: PinConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None) -> list[dict]:
+    """Train the PIN of every post-op landmark of a patient on the post-op scan, in one job (one after the
+    other: the patient's scan is read once); write ``out_dir`` whole or not at all: per landmark its model
+    (``<landmark>.pt``) and training log (``<landmark>_training.tsv``)."""
     dev = setup_device(device, threads)
     folder = PreprocFolder(preproc_dir)
     patient = folder.patient
     mods = folder.resolve_modalities(cfg.modalities, "pin.modalities")
     post, affine = folder.stack("post", mods)
-    _, target = folder.target(landmark, affine)
-    s = seed_for(seed, patient, landmark, "pin")
-    rng = np.random.default_rng(s)
-    versions = augmented_versions(post, folder.mask("post", "brain"), folder.lesion("post"),
-                                  cfg.versions, rng, cfg.fill_cavity)
-    t0 = time.time()
-    trainer = PinTrainer(versions, target, cfg, s, dev, spatial.spacing_of(affine))
-    rows = trainer.train()
-    seconds = time.time() - t0
-    state = {"state_dict": trainer.net.state_dict(), "config": cfg.to_dict(), "patient": patient, "landmark": str(landmark),
-             "modalities": mods, "seed": s, "in_channels": trainer.sampler.channels, "train_seconds": seconds,
-             "device": str(dev), "torch": torch.__version__}
-    with io.atomic_path(out_model, suffix=".pt") as tmp:
-        torch.save(state, tmp)
-    io.write_table(pd.DataFrame(rows), out_log)
-    log.info("%s landmark %s (pin): %d updates in %.1f s on %s, last displacement error %.2f mm",
-             patient, landmark, cfg.updates, seconds, dev, rows[-1]["displacement_error_mm"])
-    return state
+    brain, cavity = folder.mask("post", "brain"), folder.lesion("post")
+    states = []
+    with io.atomic_dir(out_dir) as tmp:
+        for landmark in [str(lm) for lm in folder.landmarks("post")["landmark"]]:
+            _, target = folder.target(landmark, affine)
+            s = seed_for(seed, patient, landmark, "pin")
+            versions = augmented_versions(post, brain, cavity, cfg.versions, np.random.default_rng(s), cfg.fill_cavity)
+            t0 = time.time()
+            trainer = PinTrainer(versions, target, cfg, s, dev, spatial.spacing_of(affine))
+            rows = trainer.train()
+            seconds = time.time() - t0
+            state = {"state_dict": trainer.net.state_dict(), "config": cfg.to_dict(), "patient": patient,
+                     "landmark": landmark, "modalities": mods, "seed": s, "in_channels": trainer.sampler.channels,
+                     "train_seconds": seconds, "device": str(dev), "torch": torch.__version__}
+            torch.save(state, tmp / layout.model_name(landmark))
+            io.write_table(pd.DataFrame(rows), tmp / layout.training_name(landmark))
+            log.info("%s landmark %s (pin): %d updates in %.1f s on %s, last displacement error %.2f mm",
+                     patient, landmark, cfg.updates, seconds, dev, rows[-1]["displacement_error_mm"])
+            states.append(state)
+    return states
 
 
 def load_pin(path, device="cpu") -> tuple[PinNet, dict]:
@@ -286,7 +289,7 @@ def redetect_pin(preproc_dir, models, seed: int, out_csv, out_ends, out_traj, de
     start_lm = folder.landmarks("post")
     rows, ends, trajs = [], [], []
     padded: dict = {}  # one PatchVolume on the device per modalities and patch geometry, shared by the landmarks
-    for path in models:
+    for path in model_paths(models, [str(lm) for lm in start_lm["landmark"]]):
         net, state = load_pin(path, dev)
         cfg = dataclasses.replace(PinConfig(**state["config"]), **(detection or {}))
         pre, affine = folder.stack("pre", state["modalities"])

@@ -45,8 +45,16 @@ class ReportInputs:
     radiomics_summary: str | None = None
 
     def of_kind(self, kind: str) -> list[tuple[dict, str]]:
-        """(what :func:`.layout.parse` says of it, path) of every given file of ``kind``."""
-        return [(key, f) for f in self.files if (key := layout.parse(f))["kind"] == kind]
+        """(what :func:`.layout.parse` says of it, path) of every given file of ``kind``; the training logs
+        of a given trained folder count as given."""
+        out = []
+        for f in self.files:
+            key = layout.parse(f)
+            if key["kind"] == "trained" and kind == "training":
+                out += [(k, str(p)) for p in sorted(Path(f).glob("*.tsv")) if (k := layout.parse(p))["kind"] == kind]
+            elif key["kind"] == kind:
+                out.append((key, f))
+        return out
 
     def folders(self) -> dict[str, PreprocFolder]:
         """The preprocessed folders by patient."""

@@ -10,7 +10,7 @@ from landmarkflow.agent import detect
 from landmarkflow.agent.env import ACTIONS, LandmarkEnv, PatchVolume
 from landmarkflow.agent.network import DuelingQNet
 from landmarkflow.agent.replay import PositionReplay
-from landmarkflow.agent.train import AgentConfig, Trainer, augmented_versions, warp_about
+from landmarkflow.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions, warp_about
 
 
 def _coords_volume(shape=(40, 36, 30)):
@@ -103,12 +103,14 @@ def test_oscillation_detector_and_refinement():
 
 
 def test_replay_is_compact():
-    gen = torch.Generator().manual_seed(0)
-    rep = PositionReplay(100_000, 4, "cpu", gen)
-    assert rep.nbytes() < 100_000 * 64  # about 6 MB for 100k transitions
-    rep.add(torch.ones(8, 5, 3), torch.ones(8, 5), torch.zeros(8, dtype=torch.long), torch.ones(8), torch.zeros(8, dtype=torch.bool), torch.zeros(8))
-    pos, *_ = rep.sample(4)
-    assert pos.shape == (4, 5, 3) and rep.size == 8
+    rep = PositionReplay(100_000, 4, "cpu", agents=3)
+    assert rep.nbytes() < 3 * 100_000 * 64  # about 6 MB per agent for 100k transitions
+    pos = torch.arange(3)[:, None, None, None].expand(3, 8, 5, 3)  # agent b's positions are all b
+    rep.add(pos, torch.ones(3, 8, 5), torch.zeros(3, 8, dtype=torch.long), torch.ones(3, 8), torch.zeros(3, 8, dtype=torch.bool),
+            torch.zeros(3, 8))
+    got, *_ = rep.sample(torch.randint(0, rep.size, (3, 4)))
+    assert got.shape == (3, 4, 5, 3) and rep.size == 8
+    assert [set(got[b].flatten().tolist()) for b in range(3)] == [{0}, {1}, {2}]  # each agent samples its own memory
 
 
 def test_dueling_network_shapes():
@@ -141,11 +143,11 @@ def test_training_finds_a_bright_blob_from_every_start():
     target = np.array([27, 22, 25])
     vol = _blob_volume(target=target)
     cfg = AgentConfig(patch=13, box_mm=24, updates=800, n_envs=16, batch=32, warmup=300, versions=1, max_episode_steps=40, scales=[2, 1])
-    trainer = Trainer(vol[None, None], target, cfg, seed=0)
-    rows = trainer.train(log_every=100)
+    trainer = Trainer(vol[None, None], AgentSpec(target, seed=0), cfg)
+    rows = trainer.train(log_every=100)[0]
     assert rows[-1]["success_rate"] > rows[0]["success_rate"] or rows[-1]["success_rate"] > 0.8
     starts = detect.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
-    det = detect.redetect(trainer.net, vol[None], starts, cfg.patch, cfg.history, cfg.scales, 100)
+    det = detect.redetect(trainer.network(0), vol[None], starts, cfg.patch, cfg.history, cfg.scales, 100)
     err = np.linalg.norm(det.ends - target, axis=1)
     assert np.all(err <= 2.0), err
 
@@ -155,11 +157,11 @@ def test_same_seed_same_training_on_cpu():
     cfg = AgentConfig(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1])
     versions = augmented_versions(vol, vol > 0.3, vol > 0.9, 2, np.random.default_rng(0))
     runs = []
-    for _ in range(2):
-        t = Trainer(versions, [16, 15, 17], cfg, seed=5)
+    for seed in (5, 5, 6):
+        t = Trainer(versions, AgentSpec((16, 15, 17), seed=seed), cfg)
         t.train(log_every=10)
         runs.append(torch.cat([p.flatten() for p in t.net.parameters()]))
-    assert torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0], runs[1]) and not torch.allclose(runs[0], runs[2])
 
 
 def test_augmented_versions_fill_the_cavity():
@@ -214,9 +216,9 @@ def test_augmented_versions_warp_only_the_copies():
 def test_near_fraction_of_training_starts(fraction):
     vol = _blob_volume(shape=(48, 48, 48), target=(24, 23, 25))
     spacing = (1.0, 2.0, 1.5)
-    cfg = AgentConfig(patch=13, box_mm=40, near_fraction=fraction, near_mm=3.0, n_envs=8, scales=[2, 1])
-    t = Trainer(vol[None, None], [24, 23, 25], cfg, seed=3, spacing=spacing)
-    off_mm = (t._random_starts(2000).float() - t.target).abs() * t.spacing
+    cfg = AgentConfig(patch=13, box_mm=40, near_fraction=fraction, near_mm=3.0, n_envs=2000, scales=[2, 1])
+    t = Trainer(vol[None, None], AgentSpec((24, 23, 25), seed=3), cfg, spacing=spacing)
+    off_mm = (t._random_starts().float() - t.targets[0]).abs() * t.spacing
     assert off_mm.max() <= 20 + 1.0  # half the box, plus rounding to a voxel
     share_near = (off_mm <= 3.0 + 1.0).all(1).float().mean().item()  # near_mm per axis, plus rounding
     if fraction == 1.0:
@@ -266,7 +268,7 @@ def test_training_logs_its_progress_with_an_eta(caplog):
     vol = _blob_volume(shape=(32, 32, 32), target=(16, 15, 17))
     cfg = AgentConfig(patch=13, box_mm=16, updates=40, n_envs=8, batch=16, warmup=64, versions=1, scales=[2, 1])
     with caplog.at_level(logging.INFO, logger="landmarkflow.agent.train"):
-        Trainer(vol[None, None], [16, 15, 17], cfg, seed=3).train(log_every=10)
+        Trainer(vol[None, None], AgentSpec((16, 15, 17), seed=3), cfg).train(log_every=10)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("update ")]
     assert [line.split()[1] for line in lines] == ["10/40", "20/40", "30/40", "40/40"]
     assert all(re.search(r"ETA \d+ s", line) for line in lines) and lines[-1].split(", ETA ")[1].startswith("0 s")

@@ -2,7 +2,7 @@
 
 The workflow runs through ``snakemake --profile profiles/slurm`` as a user would run it, with the
 profile unchanged: its account, its ``cpu``/``gpu`` partitions (the test cluster has both) and the GPU
-request of ``train_agent`` (the node has one fake GPU). Only what a cluster without accounting needs
+request of ``train_agents`` (the node has one fake GPU). Only what a cluster without accounting needs
 is added on the command line: ``--slurm-status-command squeue``, a short first status check, and
 ``--max-threads`` for a node with few CPUs.
 
@@ -86,7 +86,7 @@ def test_slurm_run_matches_the_local_run(cluster, tiny_run, tmp_path):
     # complete: every output of the local run, plus the SLURM job logs
     slurm_logs = {f for f in files_under(wd / "results") if f.startswith("logs/slurm/")}
     assert files_under(wd / "results") - slurm_logs == files_under(local / "results")
-    assert any(f.startswith("logs/slurm/rule_train_agent/tiny01_") and f.endswith(".log") for f in slurm_logs), sorted(slurm_logs)
+    assert any(f.startswith("logs/slurm/rule_train_agents/tiny01") and f.endswith(".log") for f in slurm_logs), sorted(slurm_logs)
 
     # the same seed gives the same landmarks (seeded CPU training, deterministic preprocessing);
     # only the timing column differs
@@ -99,21 +99,24 @@ def test_slurm_run_matches_the_local_run(cluster, tiny_run, tmp_path):
         want = pd.read_csv(local / "results" / "tiny01" / ends, sep="\t")
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=ends)
 
-    # the GPU requests reached SLURM intact: agents and PINs went to the gpu partition with one GPU
-    # each; nothing else asked for a GPU; every job got at most the node's CPUs
+    # the GPU requests reached SLURM intact: one GPU job per patient trains all its agents (3 landmarks x
+    # 2 variants), one its PINs; they went to the gpu partition with one GPU each; nothing else asked
+    # for a GPU; every job got at most the node's CPUs
     seen = jobs(cluster)
     rules = [re.match(r"rule_(.+?)(?:_wildcards_|$)", j.get("Comment", "")).group(1) for j in seen]
-    assert rules.count("train_agent") == 6 and rules.count("train_pin") == 3, rules
+    assert rules.count("train_agents") == 1 and rules.count("train_pin") == 1, rules
+    assert sum(1 for j in seen if "gpu:1" in j.get("TresPerJob", "")) == 2, seen
+    trained = sorted(p.name for p in (wd / "results" / "tiny01" / "agents" / "trained").glob("*.pt"))
+    assert trained == [f"{lm}_{v}.pt" for lm in "123" for v in ("baseline", "guided")], trained
     for rule, job in zip(rules, seen):
-        on_gpu = rule in ("train_agent", "train_pin")
+        on_gpu = rule in ("train_agents", "train_pin")
         assert job["JobState"] == "COMPLETED", job
         assert job["Partition"] == ("gpu" if on_gpu else "cpu"), job
         assert ("gpu:1" in job.get("TresPerJob", "")) == on_gpu, job
         assert int(job["NumCPUs"]) <= cluster.cpus
-    for log in (wd / "results" / "logs" / "train_agent" / "tiny01").glob("*.log"):
-        text = log.read_text()
-        assert "CUDA_VISIBLE_DEVICES=0" in text and "device cpu" in text, text
-    local_log = next((local / "results" / "logs" / "train_agent" / "tiny01").glob("*.log")).read_text()
+    text = (wd / "results" / "logs" / "train_agents" / "tiny01.log").read_text()
+    assert "CUDA_VISIBLE_DEVICES=0" in text and "device cpu" in text and "6 agents" in text, text
+    local_log = (local / "results" / "logs" / "train_agents" / "tiny01.log").read_text()
     assert f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')}" in local_log  # not set by SLURM
 
 

@@ -277,7 +277,7 @@ def test_a_detection_setting_reruns_detection_and_not_training(tiny_run, tmp_pat
     wd = _copy_run(tiny_run, tmp_path, agent={"max_shift_mm": 7.0}, pin={"iterations": 4})
     jobs, out = _dry_run_jobs(wd)
     rules = [r for r, _ in jobs]
-    assert "train_agent" not in rules and "train_pin" not in rules, out[-3000:]
+    assert "train_agents" not in rules and "train_pin" not in rules, out[-3000:]
     assert rules.count("redetect") == 2 and "redetect_pin" in rules and "build_report" in rules
     # and the redetection uses the config's value, not the model's
     run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2",

@@ -1,32 +1,32 @@
 # Patient-specific landmark agents: train on the post-op scan, redetect in the pre-op scan.
 
 
-rule train_agent:
+rule train_agents:
+    # every agent of a patient (landmarks x variants) in one batched job: one GPU job per patient
     input:
         preproc="results/{patient}/preproc",
     output:
-        model="results/{patient}/agents/{landmark}_{variant}.pt",
-        log_tsv="results/{patient}/agents/{landmark}_{variant}_training.tsv",
+        models=directory("results/{patient}/agents/trained"),
     params:
         settings=AGENT_TRAINING,
         seed=config["seed"],
     log:
-        "results/logs/train_agent/{patient}/{landmark}_{variant}.log",
+        "results/logs/train_agents/{patient}.log",
     benchmark:
-        "results/benchmarks/train_agent/{patient}/{landmark}_{variant}.tsv"
+        "results/benchmarks/train_agents/{patient}.tsv"
     threads: 2
     resources:
         gpu=1,
     conda:
         "../../envs/agent.yaml"
     script:
-        "../../scripts/train_agent.py"
+        "../../scripts/train_agents.py"
 
 
 rule redetect:
     input:
         preproc="results/{patient}/preproc",
-        models=agent_models,
+        models="results/{patient}/agents/trained",
     output:
         landmarks="results/{patient}/landmarks/agent_{variant}.csv",
         ends="results/{patient}/agents/{variant}_endpoints.tsv",

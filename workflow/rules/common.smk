@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when
 
 from landmarkflow import layout
 from landmarkflow import manifest as mf
-from landmarkflow.io import InputError, read_landmarks
+from landmarkflow.io import InputError
 from landmarkflow.settings import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, split_settings
 
 
@@ -73,32 +73,11 @@ def patient_rows(wildcards):
     return mf.patient_rows(MANIFEST, wildcards.patient)
 
 
-def landmark_ids(patient):
-    """Landmark identifiers of a patient's post-op file, read through its validated manifest slice (the
-    checkpoint's output, where a module's prefix puts it) once validate_patient has run."""
-    table = checkpoints.validate_patient.get(patient=patient).output.table
-    piece = mf.load_manifest(table, annotator=ANNOTATOR)
-    return list(read_landmarks(piece.path(patient, "post", "landmarks", piece.primary_annotator(patient)))["landmark"])
-
-
 def agent_variants(patient):
     """Both agent variants, or only the baseline when the patient has no resection mask."""
     if MANIFEST.path(patient, "post", "mask", "resection") is None:
         return ["baseline"]
     return ["baseline", "guided"]
-
-
-def agent_models(wildcards):
-    return expand(
-        "results/{patient}/agents/{landmark}_{variant}.pt",
-        patient=wildcards.patient,
-        landmark=landmark_ids(wildcards.patient),
-        variant=wildcards.variant,
-    )
-
-
-def pin_models(wildcards):
-    return expand("results/{patient}/pin/{landmark}.pt", patient=wildcards.patient, landmark=landmark_ids(wildcards.patient))
 
 
 ANTS_METHODS = ["ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask"]
@@ -135,7 +114,7 @@ def search_outputs(wildcards):
         for method in patient_methods(p):
             if method in layout.SEARCH_METHODS:
                 out += [layout.endpoints(p, method), layout.trajectories(p, method)]
-                out += [layout.training_log(p, method, lm) for lm in landmark_ids(p)]
+                out += [] if layout.trained(p, method) in out else [layout.trained(p, method)]
     return out
 
 
@@ -151,9 +130,8 @@ def benchmark_files(wildcards):
         if is_activated("radiomics"):
             out.append(layout.benchmark("extract_radiomics", p))
         if is_activated("pin"):
-            out.append(layout.benchmark("redetect_pin", p))
-            out += [layout.benchmark("train_pin", f"{p}/{lm}") for lm in landmark_ids(p)]
-        out += [layout.benchmark("train_agent", f"{p}/{lm}_{v}") for lm in landmark_ids(p) for v in agent_variants(p)]
+            out += [layout.benchmark("redetect_pin", p), layout.benchmark("train_pin", p)]
+        out.append(layout.benchmark("train_agents", p))
     return out
 
 

@@ -1,20 +1,19 @@
-# PIN (Li et al. 2018), the supervised rival of the agents: train per landmark on the post-op scan,
-# localise in the pre-op scan from the agents' start points.
+# PIN (Li et al. 2018), the supervised rival of the agents: train per landmark on the post-op scan
+# (all landmarks of a patient in one job), localise in the pre-op scan from the agents' start points.
 
 
 rule train_pin:
     input:
         preproc="results/{patient}/preproc",
     output:
-        model="results/{patient}/pin/{landmark}.pt",
-        log_tsv="results/{patient}/pin/{landmark}_training.tsv",
+        models=directory("results/{patient}/pin/trained"),
     params:
         settings=PIN_TRAINING,
         seed=config["seed"],
     log:
-        "results/logs/train_pin/{patient}/{landmark}.log",
+        "results/logs/train_pin/{patient}.log",
     benchmark:
-        "results/benchmarks/train_pin/{patient}/{landmark}.tsv"
+        "results/benchmarks/train_pin/{patient}.tsv"
     threads: 2
     resources:
         gpu=1,
@@ -27,7 +26,7 @@ rule train_pin:
 rule redetect_pin:
     input:
         preproc="results/{patient}/preproc",
-        models=pin_models,
+        models="results/{patient}/pin/trained",
     output:
         landmarks="results/{patient}/landmarks/pin.csv",
         ends="results/{patient}/pin/endpoints.tsv",

@@ -1,4 +1,4 @@
-"""Agents on a preprocessed patient: train one landmark agent, redetect all landmarks of a variant.
+"""Agents on a preprocessed patient: train all its agents in one batched job, redetect all landmarks of a variant.
 
 Everything happens in the preprocessing frame (the pre-op world, 1 mm RAS
 grid): the post-op image and landmarks there are rigidly aligned to the
@@ -19,71 +19,109 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import io, spatial
+from .. import io, layout, spatial
 from ..io import InputError
 from ..preproc_folder import PreprocFolder
 from .detect import landmark_starts, redetect
 from .network import DuelingQNet
-from .train import AgentConfig, Trainer, augmented_versions, seed_for, setup_device
+from .train import AgentConfig, AgentSpec, Trainer, augmented_versions, seed_for, setup_device
 
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "guided")
 
 
-def train_landmark(preproc_dir, landmark: str, variant: str, cfg: AgentConfig, seed: int, out_model, out_log,
-                   device: str = "auto", threads: int | None = None) -> dict:
-    """Train the agent of one landmark on the post-op scan; write the model (.pt) and its training log (.tsv).
+def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None,
+                 variants=None, checkpoint_every: int = 200) -> list[dict]:
+    """Train every agent of a patient in one batched loop: each post-op landmark x variant (both when the
+    patient has a resection mask, else the baseline), on the post-op scan. Writes ``out_dir`` whole or not at
+    all: per agent its model (``<landmark>_<variant>.pt``) and training log (``<landmark>_<variant>_training.tsv``).
 
-    An interrupted training resumes from ``<out_model>.resume`` (written every
-    200 updates, removed at the end).
+    The patient's volumes and augmented copies are made once and shared by the agents (with a warp in the
+    config, each landmark gets its own copies warped about it). An interrupted training resumes from
+    ``<out_dir>.resume.pt`` (written every ``checkpoint_every`` updates, removed at the end).
     """
-    if variant not in VARIANTS:
-        raise ValueError(f"variant {variant!r}: expected one of {', '.join(VARIANTS)}")
     dev = setup_device(device, threads)
     folder = PreprocFolder(preproc_dir)
     patient = folder.patient
     mods = folder.resolve_modalities(cfg.modalities, "agent.modalities")
     post, affine = folder.stack("post", mods)
-    target_world, target = folder.target(landmark, affine)
+    spacing = spatial.spacing_of(affine)
     cavity = folder.lesion("post")
-    if variant == "guided" and cavity is None:
+    variants = tuple(variants) if variants else (VARIANTS if cavity is not None else ("baseline",))
+    for v in variants:
+        if v not in VARIANTS:
+            raise ValueError(f"variant {v!r}: expected one of {', '.join(VARIANTS)}")
+    if "guided" in variants and cavity is None:
         raise InputError(f"{patient}: the guided agent needs a post-op resection mask, and the manifest has none")
-    s = seed_for(seed, patient, landmark, variant)
-    rng = np.random.default_rng(s)
-    versions = augmented_versions(post, folder.mask("post", "brain"), cavity, cfg.versions, rng, cfg.fill_cavity,
-                                  target, cfg.warp_deg, cfg.warp_scale, cfg.warp_mm, spatial.spacing_of(affine))
+    landmarks = [str(lm) for lm in folder.landmarks("post")["landmark"]]
+    brain = folder.mask("post", "brain")
+    targets = {lm: folder.target(lm, affine) for lm in landmarks}
+    warped = cfg.warp_deg > 0 or cfg.warp_scale > 0 or cfg.warp_mm > 0
+    blocks, own = [], {}
+    for lm in landmarks if warped else [None]:
+        rng = np.random.default_rng(seed_for(seed, patient, "versions") if lm is None else seed_for(seed, patient, lm, "versions"))
+        own[lm] = tuple(range(len(blocks) * cfg.versions, (len(blocks) + 1) * cfg.versions))
+        blocks.append(augmented_versions(post, brain, cavity, cfg.versions, rng, cfg.fill_cavity,
+                                          None if lm is None else targets[lm][1], cfg.warp_deg, cfg.warp_scale,
+                                          cfg.warp_mm, spacing))
+    agents = [(lm, v) for lm in landmarks for v in variants]
+    specs = [AgentSpec(tuple(targets[lm][1]), seed_for(seed, patient, lm, v), v == "guided", own[lm if warped else None])
+             for lm, v in agents]
     t0 = time.time()
-    trainer = Trainer(versions, target, cfg, s, dev, mask=cavity if variant == "guided" else None,
-                      spacing=spatial.spacing_of(affine))
-    resume = Path(str(out_model) + ".resume")
+    trainer = Trainer(np.concatenate(blocks), specs, cfg, dev, mask=cavity, spacing=spacing,
+                      noise_seed=seed_for(seed, patient, "noise"))
+    log.info("%s: %d agents (%d landmarks x %s), %d training volumes of %s voxels, %d channels", patient, len(agents),
+             len(landmarks), "/".join(variants), trainer.vol.versions, "x".join(map(str, post.shape[1:])), len(mods))
+    resume = Path(str(out_dir).rstrip("/") + ".resume.pt")
     if resume.exists():
-        log.info("resuming from %s", resume)
-        trainer.load_checkpoint(resume)
-    rows = trainer.train(checkpoint=resume)
+        try:
+            trainer.load_checkpoint(resume)
+            log.info("resuming from %s at update %d", resume, trainer.updates_done)
+        except (ValueError, KeyError, RuntimeError) as e:  # other landmarks or settings: start again
+            log.warning("not resuming from %s (%s): training from the start", resume, e)
+    rows = trainer.train(log_every=min(50, max(1, cfg.updates // 10)), checkpoint=resume, checkpoint_every=checkpoint_every)
     seconds = time.time() - t0
-    state = {
-        "state_dict": trainer.net.state_dict(),
-        "config": cfg.to_dict(),
-        "patient": patient,
-        "landmark": str(landmark),
-        "variant": variant,
-        "modalities": mods,
-        "seed": s,
-        "target_world": target_world.tolist(),
-        "in_channels": cfg.history * len(mods),
-        "train_seconds": seconds,
-        "device": str(dev),
-        "torch": torch.__version__,
-        "replay_mb": trainer.replay.nbytes() / 2**20,
-    }
-    with io.atomic_path(out_model, suffix=".pt") as tmp:
-        torch.save(state, tmp)
-    io.write_table(pd.DataFrame(rows), out_log)
+    states = []
+    with io.atomic_dir(out_dir) as tmp:
+        for i, (lm, v) in enumerate(agents):
+            state = {
+                "state_dict": trainer.net.agent_state_dict(i),
+                "config": cfg.to_dict(),
+                "patient": patient,
+                "landmark": lm,
+                "variant": v,
+                "modalities": mods,
+                "seed": specs[i].seed,
+                "target_world": targets[lm][0].tolist(),
+                "in_channels": cfg.history * len(mods),
+                "train_seconds": seconds,
+                "agents_in_job": len(agents),
+                "device": str(dev),
+                "torch": torch.__version__,
+                "replay_mb": trainer.replay.nbytes() / len(agents) / 2**20,
+            }
+            torch.save(state, tmp / layout.model_name(lm, v))
+            io.write_table(pd.DataFrame(rows[i]), tmp / layout.training_name(lm, v))
+            states.append(state)
     if resume.exists():
         os.unlink(resume)
-    log.info("%s landmark %s (%s): %d updates in %.1f s on %s", patient, landmark, variant, cfg.updates, seconds, dev)
-    return state
+    log.info("%s: %d agents, %d updates each, in %.1f s on %s (%.1f s per agent)", patient, len(agents), cfg.updates,
+             seconds, dev, seconds / len(agents))
+    return states
+
+
+def model_paths(models, landmarks, variant: str | None = None) -> list[Path]:
+    """The model files of ``landmarks``: ``models`` is a trained folder (its ``<landmark>[_<variant>].pt``)
+    or the files themselves. A missing one is an error that names it."""
+    if isinstance(models, (str, Path)) and Path(models).is_dir():
+        paths = [Path(models) / layout.model_name(lm, variant) for lm in landmarks]
+    else:
+        paths = [Path(p) for p in ([models] if isinstance(models, (str, Path)) else models)]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise InputError(f"model file(s) missing: {', '.join(missing)} (was the training interrupted? rerun the workflow)")
+    return paths
 
 
 def load_model(path, device="cpu") -> tuple[DuelingQNet, dict]:
@@ -96,7 +134,8 @@ def load_model(path, device="cpu") -> tuple[DuelingQNet, dict]:
 
 def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, out_ends, out_traj,
                        device: str = "auto", threads: int | None = None, detection: dict | None = None) -> pd.DataFrame:
-    """Redetect every landmark of a variant in the pre-op scan from the fixed start points.
+    """Redetect every landmark of a variant in the pre-op scan from the fixed start points; ``models``: the
+    trained folder of :func:`train_agents` (or the model files).
 
     Writes ``landmark,x,y,z,spread_mm,fallback`` (pre-op world RAS mm), the end
     point of every start (``out_ends``) and every trajectory (``out_traj``).
@@ -110,7 +149,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     start_lm = folder.landmarks("post")
     tumour = folder.lesion("pre")
     rows, ends, trajs = [], [], []
-    for path in models:
+    for path in model_paths(models, [str(lm) for lm in start_lm["landmark"]], variant):
         net, state = load_model(path, dev)
         cfg = dataclasses.replace(AgentConfig(**state["config"]), **(detection or {}))
         if state["variant"] != variant:

@@ -1,6 +1,6 @@
-"""Training of one patient-specific agent on the post-operative scan.
+"""Training of patient-specific agents on the post-operative scan, all agents of a patient at once.
 
-Many environments step at once; transitions go to a position replay
+Many environments per agent step at once; transitions go to a position replay
 (:mod:`.replay`); the learner gathers the patches of a sampled batch from the
 training volumes on the device, applies the same random intensity
 augmentation to a transition's two states, and minimises the Huber loss to
@@ -22,8 +22,9 @@ from scipy import ndimage
 
 from ..logutil import progress
 from .env import LandmarkEnv, PatchVolume
-from .network import DuelingQNet
+from .network import DuelingQNet, StackedQNet
 from .replay import PositionReplay
+from .streams import AgentStreams
 
 log = logging.getLogger(__name__)
 
@@ -165,83 +166,124 @@ def augmented_versions(image: np.ndarray, brain: np.ndarray, cavity: np.ndarray 
     return np.stack(out)
 
 
-def augment_patches(x: torch.Tensor, gen: torch.Generator, n_pairs: int, noise_bank: torch.Tensor) -> torch.Tensor:
-    """Random gain, gamma and noise per sample; ``x`` holds the current states then the next states,
-    ``n_pairs`` each, and a transition's two states get the same gain, gamma and noise level.
-    The noise comes from a bank of pre-drawn patches (drawing fresh noise costs more than the network)."""
-    dev = x.device
-    shape = (n_pairs,) + (1,) * (x.ndim - 1)
-    gain = torch.empty(shape, device=dev).uniform_(0.85, 1.15, generator=gen).repeat(2, *shape[1:])
-    gamma = torch.exp(torch.empty(shape, device=dev).uniform_(-0.3, 0.3, generator=gen)).repeat(2, *shape[1:])
-    sigma = torch.empty(shape, device=dev).uniform_(0.0, 0.04, generator=gen).repeat(2, *shape[1:])
-    pick = torch.randint(0, noise_bank.shape[0], (x.shape[0],), device=dev, generator=gen)
-    return gain * torch.clamp(x, min=0) ** gamma + sigma * noise_bank[pick]
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent of a (batched) training: its target (voxel position), its seed, whether the guidance
+    mask applies to it, and the training volumes it sees (indices into the trainer's volumes; None = all)."""
+
+    target: tuple
+    seed: int
+    guided: bool = False
+    versions: tuple | None = None
 
 
 class Trainer:
-    """One agent: ``volumes`` (K, C, X, Y, Z) on ``device``, a target voxel position, an optional guidance mask."""
+    """``B`` agents trained at once, in one vectorised loop.
 
-    def __init__(self, volumes: np.ndarray, target_vox, cfg: AgentConfig, seed: int, device="cpu",
-                 mask: np.ndarray | None = None, spacing=(1.0, 1.0, 1.0)):
+    ``volumes`` (V, C, X, Y, Z) are on ``device`` once for all agents; each agent
+    (:class:`AgentSpec`) has its target, its seed, its guidance flag (``mask``,
+    the cavity, then applies) and its ``cfg.versions`` training volumes. Every
+    step moves all ``B x n_envs`` environments, every update trains all agents
+    on their own samples (:class:`.network.StackedQNet`); nothing loops over
+    agents in Python but the CPU's convolutions, and nothing waits for the
+    device between two log lines. An agent's random numbers depend on its seed
+    alone (:class:`.streams.AgentStreams`), and on the CPU its network is the
+    one it gets when trained alone with the same seed.
+    """
+
+    def __init__(self, volumes: np.ndarray, agents, cfg: AgentConfig, device="cpu", mask: np.ndarray | None = None,
+                 spacing=(1.0, 1.0, 1.0), noise_seed: int = 0, grouped: bool | None = None):
         self.cfg = cfg
         self.device = torch.device(device)
-        self.seed = seed
-        torch.manual_seed(seed)
-        self.gen = torch.Generator(device=self.device)
-        self.gen.manual_seed(seed)
-        vols = torch.as_tensor(volumes, dtype=torch.float32, device=self.device)
+        agents = [agents] if isinstance(agents, AgentSpec) else list(agents)
+        self.agents = [AgentSpec(tuple(float(v) for v in a.target), int(a.seed), bool(a.guided),
+                                 None if a.versions is None else tuple(int(v) for v in a.versions)) for a in agents]
+        b = self.b = len(self.agents)
+        if b == 0:
+            raise ValueError("no agents to train")
+        vols = torch.as_tensor(np.asarray(volumes), dtype=torch.float32, device=self.device)
         self.vol = PatchVolume(vols, cfg.patch, max(cfg.scales), spacing)
-        self.k, self.c = self.vol.versions, self.vol.channels
+        self.c = self.vol.channels
+        table = [a.versions if a.versions is not None else tuple(range(self.vol.versions)) for a in self.agents]
+        if len({len(t) for t in table}) != 1 or min(min(t) for t in table) < 0 or max(max(t) for t in table) >= self.vol.versions:
+            raise ValueError(f"agents' training volumes {table}: every agent needs as many, among 0-{self.vol.versions - 1}")
+        self.version_table = torch.as_tensor(table, dtype=torch.long, device=self.device)  # (B, k)
+        self.k = self.version_table.shape[1]
         self.spacing = torch.as_tensor(spacing, dtype=torch.float32, device=self.device)
-        self.target = torch.as_tensor(target_vox, dtype=torch.float32, device=self.device)
-        mask_t = None if mask is None else torch.as_tensor(np.asarray(mask, bool), device=self.device)
-        self.env = LandmarkEnv(self.vol, self.target, cfg.n_envs, cfg.history, mask_t, cfg.scales, cfg.terminal_mm)
-        self.net = DuelingQNet(cfg.history * self.c, cfg.patch, cfg.width).to(self.device)
-        self.target_net = DuelingQNet(cfg.history * self.c, cfg.patch, cfg.width).to(self.device)
-        self.target_net.load_state_dict(self.net.state_dict())
+        self.targets = torch.as_tensor(np.array([a.target for a in self.agents], dtype=float), dtype=torch.float32,
+                                       device=self.device)
+        guided = torch.tensor([a.guided for a in self.agents], device=self.device)
+        if bool(guided.any()) and mask is None:
+            raise ValueError("a guided agent needs the guidance mask")
+        n = cfg.n_envs
+        self.n_total = b * n
+        mask_t = None if not bool(guided.any()) else torch.as_tensor(np.asarray(mask, bool), device=self.device)
+        self.env = LandmarkEnv(self.vol, self.targets.repeat_interleave(n, 0), self.n_total, cfg.history, mask_t,
+                               cfg.scales, cfg.terminal_mm, mask_on=guided.repeat_interleave(n), keep_frames=False)
+        nets = []
+        for a in self.agents:  # each agent's initial weights: those it gets alone with its seed
+            torch.manual_seed(a.seed)
+            nets.append(DuelingQNet(cfg.history * self.c, cfg.patch, cfg.width))
+        grouped = self.device.type == "cuda" if grouped is None else grouped
+        self.net = StackedQNet(nets, grouped).to(self.device)
+        self.target_net = StackedQNet(nets, grouped).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
-        self.replay = PositionReplay(cfg.replay, cfg.history, self.device, self.gen)
+        self.rand = AgentStreams([a.seed for a in self.agents], self.device)
+        self.replay = PositionReplay(cfg.replay, cfg.history, self.device, b)
+        gen = torch.Generator(device=self.device).manual_seed(int(noise_seed))
         p = cfg.patch
-        self.noise_bank = torch.randn(256, cfg.history * self.c, p, p, p, device=self.device, generator=self.gen)
-        self.frame_pos = torch.zeros(cfg.n_envs, cfg.history, 3, dtype=torch.long, device=self.device)
-        self.frame_scale = torch.zeros(cfg.n_envs, cfg.history, dtype=torch.long, device=self.device)
-        self.ep_steps = torch.zeros(cfg.n_envs, dtype=torch.long, device=self.device)
-        self.ep_reward = torch.zeros(cfg.n_envs, device=self.device)
+        # per transition: its frames' noise, laid out as the gathered frames (P, P, P, frames, C)
+        self.noise_bank = torch.randn(256, p, p, p, cfg.history + 1, self.c, device=self.device, generator=gen)
+        h = cfg.history
+        self.frame_pos = torch.zeros(self.n_total, h, 3, dtype=torch.long, device=self.device)
+        self.frame_scale = torch.zeros(self.n_total, h, dtype=torch.long, device=self.device)
+        self.local_version = torch.zeros(self.n_total, dtype=torch.long, device=self.device)
+        self.ep_steps = torch.zeros(self.n_total, dtype=torch.long, device=self.device)
+        self.ep_reward = torch.zeros(self.n_total, device=self.device)
+        self.started = False
         self.updates_done = 0
-        self.env_steps = 0
-        self.log_rows: list[dict] = []
-        self._window = {"loss": [], "reward": [], "success": [], "final_mm": []}
+        self.env_steps = 0  # per agent
+        self.log_rows: list[list[dict]] = [[] for _ in range(b)]
+        self._clear_window()
 
     # -------------------------------------------------------------- helpers
-    def _states(self, pos_hist, scale_hist, version):
-        """(N, h*C, P, P, P) from position and scale histories (N, h, 3), (N, h)."""
-        n, h = scale_hist.shape
-        v = version[:, None].expand(n, h).reshape(-1)
-        x = self.vol.patches(pos_hist.reshape(-1, 3), scale_hist.reshape(-1), v)
-        return x.reshape(n, h * self.c, *x.shape[2:])
+    def _clear_window(self):
+        """Per-agent sums since the last log line, on the device: loss, episodes, their reward, successes, end distance."""
+        self._window = torch.zeros(5, self.b, device=self.device)
+        self._window_updates = 0
 
-    def _random_starts(self, n):
-        """Episode starts: uniform in the start box, a ``near_fraction`` share of them within ``near_mm`` per axis."""
-        half = self.cfg.box_mm / 2 / self.spacing
-        near = torch.rand(n, 1, device=self.device, generator=self.gen) < self.cfg.near_fraction
-        half = torch.where(near, self.cfg.near_mm / self.spacing, half)
-        off = (torch.rand(n, 3, device=self.device, generator=self.gen) * 2 - 1) * half
-        return torch.round(self.target + off).long()
+    def network(self, b: int = 0) -> DuelingQNet:
+        """Agent ``b`` as a :class:`DuelingQNet` (what redetection and the model files use)."""
+        net = DuelingQNet(self.cfg.history * self.c, self.cfg.patch, self.cfg.width)
+        net.load_state_dict(self.net.agent_state_dict(b))
+        return net.to(self.device)
 
-    def _reset(self, idx):
-        if idx.numel() == 0:
-            return
-        starts = self._random_starts(idx.numel())
-        self.env.version[idx] = torch.randint(0, self.k, (idx.numel(),), device=self.device, generator=self.gen)
-        self.env.reset(starts, idx)
-        pos = self.env.pos[idx]
-        self.frame_pos[idx] = pos[:, None, :].expand(-1, self.cfg.history, 3)
-        self.frame_scale[idx] = self.env.scale[idx][:, None].expand(-1, self.cfg.history)
-        self.ep_steps[idx] = 0
-        self.ep_reward[idx] = 0
+    def _states(self, x: torch.Tensor) -> torch.Tensor:
+        """Network input (B, N, f * C, P, P, P) from :meth:`.env.PatchVolume.histories` (B * N, P, P, P, f, C)
+        (a view: channels last, frame-major channels as :class:`.env.LandmarkEnv` stacks them)."""
+        x = x.reshape(*x.shape[:4], -1).permute(0, 4, 1, 2, 3)
+        return x.reshape(self.b, -1, *x.shape[1:])
 
-    def _rebuild_frames(self):
-        self.env.set_state(self._states(self.frame_pos, self.frame_scale, self.env.version))
+    def _random_starts(self) -> torch.Tensor:
+        """A start for every environment (B * n_envs, 3): uniform in the start box around its agent's target,
+        a ``near_fraction`` share of them within ``near_mm`` per axis."""
+        n = self.cfg.n_envs
+        near = self.rand.uniform(n)[..., None] < self.cfg.near_fraction
+        half = torch.where(near, self.cfg.near_mm / self.spacing, self.cfg.box_mm / 2 / self.spacing)
+        off = (self.rand.uniform(n, 3) * 2 - 1) * half
+        return torch.round(self.targets[:, None] + off).long().reshape(-1, 3)
+
+    def _reset_where(self, which: torch.Tensor):
+        """New episodes for the environments where ``which`` (B * n_envs,): the draws are made for all of them."""
+        h = self.cfg.history
+        starts = self._random_starts()
+        local = self.rand.randint(self.k, self.cfg.n_envs)
+        self.local_version = torch.where(which, local.reshape(-1), self.local_version)
+        self.env.reset_where(which, starts, self.version_table.gather(1, local).reshape(-1))
+        self.frame_pos = torch.where(which[:, None, None], self.env.pos[:, None].expand(-1, h, 3), self.frame_pos)
+        self.frame_scale = torch.where(which[:, None], self.env.scale[:, None].expand(-1, h), self.frame_scale)
+        self.ep_steps = torch.where(which, torch.zeros_like(self.ep_steps), self.ep_steps)
+        self.ep_reward = torch.where(which, torch.zeros_like(self.ep_reward), self.ep_reward)
 
     def epsilon(self) -> float:
         frac = min(1.0, self.updates_done / max(1, self.cfg.eps_fraction * self.cfg.updates))
@@ -250,89 +292,100 @@ class Trainer:
     # -------------------------------------------------------------- loop
     @torch.no_grad()
     def _act(self):
-        q = self.net(self.env.state())
-        greedy = q.argmax(1)
-        rand = torch.randint(0, 6, greedy.shape, device=self.device, generator=self.gen)
-        explore = torch.rand(greedy.shape, device=self.device, generator=self.gen) < self.epsilon()
-        return torch.where(explore, rand, greedy)
+        cfg, n = self.cfg, self.cfg.n_envs
+        q = self.net(self._states(self.vol.histories(self.frame_pos, self.frame_scale, self.env.version)))
+        rand = self.rand.randint(6, n)
+        explore = self.rand.uniform(n) < self.epsilon()
+        return torch.where(explore, rand, q.argmax(-1)).reshape(-1)
 
+    @torch.no_grad()
     def _env_step(self):
-        cfg = self.cfg
+        cfg, b, n, h = self.cfg, self.b, self.cfg.n_envs, self.cfg.history
         action = self._act()
         reward, done, osc = self.env.step(action)
-        new_pos, new_scale = self.env.pos.clone(), self.env.scale.clone()
-        pos_hist = torch.cat([self.frame_pos, new_pos[:, None]], 1)
-        scale_hist = torch.cat([self.frame_scale, new_scale[:, None]], 1)
-        self.replay.add(pos_hist, scale_hist, action, reward, done, self.env.version)
-        self.frame_pos = pos_hist[:, 1:]
-        self.frame_scale = scale_hist[:, 1:]
-        self.ep_steps += 1
-        self.ep_reward += reward
-        self.env_steps += cfg.n_envs
+        pos_hist = torch.cat([self.frame_pos, self.env.pos[:, None]], 1)
+        scale_hist = torch.cat([self.frame_scale, self.env.scale[:, None]], 1)
+        self.replay.add(pos_hist.reshape(b, n, h + 1, 3), scale_hist.reshape(b, n, h + 1), action.reshape(b, n),
+                        reward.reshape(b, n), done.reshape(b, n), self.local_version.reshape(b, n))
+        self.frame_pos, self.frame_scale = pos_hist[:, 1:], scale_hist[:, 1:]
+        self.ep_steps = self.ep_steps + 1
+        self.ep_reward = self.ep_reward + reward
+        self.env_steps += n
         finished_osc = self.env.refine(osc & ~done)
-        refined = osc & ~done & ~finished_osc
-        if refined.any():  # the finer scale starts a fresh frame history
-            idx = refined.nonzero().squeeze(1)
-            self.frame_pos[idx] = self.env.pos[idx][:, None].expand(-1, cfg.history, 3)
-            self.frame_scale[idx] = self.env.scale[idx][:, None].expand(-1, cfg.history)
+        refined = (osc & ~done & ~finished_osc)[:, None]  # the finer scale starts a fresh frame history
+        self.frame_pos = torch.where(refined[..., None], self.env.pos[:, None].expand(-1, h, 3), self.frame_pos)
+        self.frame_scale = torch.where(refined, self.env.scale[:, None].expand(-1, h), self.frame_scale)
         end = done | finished_osc | (self.ep_steps >= cfg.max_episode_steps)
-        if end.any():
-            idx = end.nonzero().squeeze(1)
-            self._window["reward"] += self.ep_reward[idx].tolist()
-            self._window["success"] += done[idx].float().tolist()
-            final = torch.linalg.norm((self.env.pos[idx].float() - self.target) * self.spacing, dim=-1)
-            self._window["final_mm"] += final.tolist()
-            self._reset(idx)
-            self._rebuild_frames()
+        final = self.env.distance_mm(self.env.pos)
+        e = end.float()
+        self._window[1:] += torch.stack([e, e * self.ep_reward, e * done.float(), e * final]).reshape(4, b, n).sum(-1)
+        self._reset_where(end)
 
     def _update(self):
-        cfg = self.cfg
-        pos, scale, action, reward, done, version = self.replay.sample(cfg.batch)
-        h = cfg.history
-        both = self._states(torch.cat([pos[:, :h], pos[:, 1:]]), torch.cat([scale[:, :h], scale[:, 1:]]), torch.cat([version, version]))
-        both = augment_patches(both, self.gen, cfg.batch, self.noise_bank)
-        s, s2 = both[: cfg.batch], both[cfg.batch :]
-        q = self.net(s).gather(1, action[:, None]).squeeze(1)
+        cfg, b, h, m = self.cfg, self.b, self.cfg.history, self.cfg.batch
+        pos, scale, action, reward, done, local = self.replay.sample(self.rand.randint(self.replay.size, m))
+        version = self.version_table.gather(1, local)
+        # the h + 1 frames of a transition once: s is the first h, s' the last h
+        x = self.vol.histories(pos.reshape(b * m, h + 1, 3), scale.reshape(b * m, h + 1), version.reshape(-1))
+        # random gain, gamma, noise level and noise per transition, the noise from a bank of pre-drawn patches
+        shape = (b * m, 1, 1, 1, 1, 1)
+        gain = (0.85 + 0.3 * self.rand.uniform(m)).reshape(shape)
+        gamma = torch.exp(0.6 * self.rand.uniform(m) - 0.3).reshape(shape)
+        sigma = (0.04 * self.rand.uniform(m)).reshape(shape)
+        noise = self.noise_bank.index_select(0, self.rand.randint(self.noise_bank.shape[0], m).reshape(-1))
+        x = x.clamp_(min=0).pow_(gamma).mul_(gain).addcmul_(noise, sigma)  # in place: x is a fresh gather
+        s, s2 = self._states(x[..., :h, :]), self._states(x[..., 1:, :])
+        q = self.net(s).gather(-1, action[..., None]).squeeze(-1)
         with torch.no_grad():
-            a2 = self.net(s2).argmax(1, keepdim=True)  # double DQN: online net picks, target net evaluates
-            q2 = self.target_net(s2).gather(1, a2).squeeze(1)
+            a2 = self.net(s2).argmax(-1, keepdim=True)  # double DQN: online net picks, target net evaluates
+            q2 = self.target_net(s2).gather(-1, a2).squeeze(-1)
             y = reward + cfg.gamma * (~done).float() * q2
-        loss = torch.nn.functional.smooth_l1_loss(q, y)
+        loss = torch.nn.functional.smooth_l1_loss(q, y, reduction="none").mean(1)  # (B,)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 10.0)
+        loss.sum().backward()
+        params = [p for p in self.net.parameters() if p.grad is not None]
+        norm = torch.stack([p.grad.pow(2).reshape(b, -1).sum(1) for p in params]).sum(0).sqrt()
+        coef = torch.clamp(10.0 / (norm + 1e-6), max=1.0)  # each agent's gradient clipped to norm 10
+        for p in params:
+            p.grad.mul_(coef.reshape(b, *([1] * (p.grad.ndim - 1))))
         self.opt.step()
         self.updates_done += 1
         if self.updates_done % cfg.target_sync == 0:
             self.target_net.load_state_dict(self.net.state_dict())
-        self._window["loss"].append(float(loss.detach()))
+        self._window[0] += loss.detach()
+        self._window_updates += 1
 
     def _log(self, t0):
-        w = self._window
-        row = {
-            "update": self.updates_done,
-            "env_steps": self.env_steps,
-            "seconds": round(time.time() - t0, 2),
-            "epsilon": round(self.epsilon(), 3),
-            "loss": float(np.mean(w["loss"])) if w["loss"] else float("nan"),
-            "episode_reward": float(np.mean(w["reward"])) if w["reward"] else float("nan"),
-            "success_rate": float(np.mean(w["success"])) if w["success"] else float("nan"),
-            "final_distance_mm": float(np.mean(w["final_mm"])) if w["final_mm"] else float("nan"),
-            "episodes": len(w["reward"]),
-        }
-        self.log_rows.append(row)
-        self._window = {k: [] for k in w}
-        log.info("update %s: loss %.4f reward %.2f success %.2f final %.1f mm",
-                 progress(self.updates_done, self.cfg.updates, time.time() - t0), row["loss"], row["episode_reward"],
-                 row["success_rate"], row["final_distance_mm"])
+        w = self._window.cpu().numpy()  # the only wait for the device: once per log line
+        ep = np.maximum(w[1], 1)
+        nan = np.where(w[1] > 0, 1.0, np.nan)
+        for i in range(self.b):
+            self.log_rows[i].append({
+                "update": self.updates_done,
+                "env_steps": self.env_steps,
+                "seconds": round(time.time() - t0, 2),
+                "epsilon": round(self.epsilon(), 3),
+                "loss": float(w[0, i] / self._window_updates) if self._window_updates else float("nan"),
+                "episode_reward": float(w[2, i] / ep[i] * nan[i]),
+                "success_rate": float(w[3, i] / ep[i] * nan[i]),
+                "final_distance_mm": float(w[4, i] / ep[i] * nan[i]),
+                "episodes": int(w[1, i]),
+            })
+        last = [rows[-1] for rows in self.log_rows]
+        self._clear_window()
+        log.info("update %s: %d agent%s, mean loss %.4f reward %.2f success %.2f final %.1f mm",
+                 progress(self.updates_done, self.cfg.updates, time.time() - t0), self.b, "s" if self.b > 1 else "",
+                 *(float(np.nanmean([r[k] for r in last])) if any(np.isfinite(r[k]) for r in last) else float("nan")
+                   for k in ("loss", "episode_reward", "success_rate", "final_distance_mm")))
 
     def train(self, log_every: int = 50, checkpoint=None, checkpoint_every: int = 200):
-        """Run until ``cfg.updates`` updates; resumable from ``checkpoint`` (a path) if it exists."""
+        """Run until ``cfg.updates`` updates; resumable from ``checkpoint`` (a path) if it exists.
+        Returns every agent's training log (a list of rows per agent)."""
         cfg = self.cfg
         t0 = time.time()
-        if self.env.frames is None:
-            self._reset(torch.arange(cfg.n_envs, device=self.device))
-            self._rebuild_frames()
+        if not self.started:
+            self._reset_where(torch.ones(self.n_total, dtype=torch.bool, device=self.device))
+            self.started = True
         while self.replay.size < min(cfg.warmup, cfg.replay):
             self._env_step()
         while self.updates_done < cfg.updates:
@@ -347,14 +400,14 @@ class Trainer:
     # -------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
         return {
+            "agents": [asdict(a) for a in self.agents],
             "net": self.net.state_dict(),
             "target_net": self.target_net.state_dict(),
             "opt": self.opt.state_dict(),
             "updates_done": self.updates_done,
             "env_steps": self.env_steps,
             "log_rows": self.log_rows,
-            "torch_rng": torch.get_rng_state(),
-            "gen": self.gen.get_state(),
+            "rand": self.rand.state_dict(),
         }
 
     def save_checkpoint(self, path) -> None:
@@ -364,13 +417,16 @@ class Trainer:
             torch.save(self.state_dict(), tmp)
 
     def load_checkpoint(self, path) -> None:
-        """Resume: network, optimiser and counters (the replay restarts from the current policy)."""
+        """Resume: networks, optimiser and counters (the replay restarts from the current policies)."""
         state = torch.load(path, map_location=self.device, weights_only=False)
+        saved = [AgentSpec(**{**a, "target": tuple(a["target"]), "versions": a["versions"] and tuple(a["versions"])})
+                 for a in state["agents"]]
+        if saved != self.agents:
+            raise ValueError(f"{path}: a checkpoint of other agents (targets, seeds or guidance differ)")
         self.net.load_state_dict(state["net"])
         self.target_net.load_state_dict(state["target_net"])
         self.opt.load_state_dict(state["opt"])
         self.updates_done = state["updates_done"]
         self.env_steps = state["env_steps"]
         self.log_rows = state["log_rows"]
-        torch.set_rng_state(state["torch_rng"])
-        self.gen.set_state(state["gen"])
+        self.rand.load_state_dict(state["rand"])

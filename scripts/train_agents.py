@@ -1,25 +1,22 @@
-"""Snakemake adapter: train one landmark agent (landmarkflow.agent.pipeline)."""
+"""Snakemake adapter: train every agent of a patient in one batched job (landmarkflow.agent.pipeline)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.agent.pipeline import train_landmark  # noqa: E402
+from landmarkflow.agent.pipeline import train_agents  # noqa: E402
 from landmarkflow.agent.train import AgentConfig  # noqa: E402
 from landmarkflow.logutil import log_to  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     settings = dict(snakemake.params.settings)  # noqa: F821
     device = settings.pop("device", "auto")
-    train_landmark(
+    train_agents(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
-        landmark=snakemake.wildcards.landmark,  # noqa: F821
-        variant=snakemake.wildcards.variant,  # noqa: F821
         cfg=AgentConfig(**settings),
         seed=snakemake.params.seed,  # noqa: F821
-        out_model=snakemake.output.model,  # noqa: F821
-        out_log=snakemake.output.log_tsv,  # noqa: F821
+        out_dir=snakemake.output.models,  # noqa: F821
         device=device,
         threads=snakemake.threads,  # noqa: F821
     )

@@ -1,0 +1,189 @@
+"""All agents of a patient in one batched training (issue 15): the same agents as one by one, resumable."""
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from landmarkflow import io, layout, spatial
+from landmarkflow.agent import pipeline
+from landmarkflow.agent.env import LandmarkEnv, PatchVolume
+from landmarkflow.agent.network import DuelingQNet, StackedQNet
+from landmarkflow.agent.streams import AgentStreams
+from landmarkflow.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions
+from landmarkflow.preproc_folder import PreprocFolder
+
+from test_agent import _blob_volume
+
+TINY = dict(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1])
+
+
+def _params(net) -> torch.Tensor:
+    return torch.cat([p.detach().flatten().cpu() for p in net.parameters()])
+
+
+def test_an_agents_random_numbers_do_not_depend_on_the_batch():
+    together = AgentStreams([5, 6, 7], "cpu")
+    alone = AgentStreams([6], "cpu")
+    for _ in range(3):  # the same calls in step
+        u, v = together.uniform(1000), alone.uniform(1000)
+        assert torch.equal(u[1], v[0])
+        assert not torch.equal(u[0], u[1]) and 0 <= float(u.min()) and float(u.max()) < 1
+        assert abs(float(u.mean()) - 0.5) < 0.02 and abs(float(u.std()) - 12 ** -0.5) < 0.02
+    k = together.randint(torch.tensor([2, 5, 9]), 4000)
+    assert [sorted(set(r.tolist())) for r in k] == [list(range(2)), list(range(5)), list(range(9))]
+
+
+@pytest.mark.parametrize("grouped", [False, True])
+def test_stacked_networks_are_the_networks_side_by_side(grouped):
+    nets = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        nets.append(DuelingQNet(8, 13, 16))
+    stacked = StackedQNet(nets, grouped=grouped)
+    x = torch.randn(3, 5, 8, 13, 13, 13)
+    y = stacked(x)
+    for b, net in enumerate(nets):
+        if grouped:
+            assert torch.allclose(y[b], net(x[b]), atol=1e-5)
+        else:
+            assert torch.equal(y[b], net(x[b]))
+        copy = DuelingQNet(8, 13, 16)
+        copy.load_state_dict(stacked.agent_state_dict(b))
+        assert torch.equal(_params(copy), _params(net))
+    y[1].sum().backward()  # agent 1's loss moves agent 1's weights only
+    g = stacked.features_0_w.grad
+    assert g[1].abs().sum() > 0 and g[0].abs().sum() == 0 and g[2].abs().sum() == 0
+
+
+def test_guidance_applies_to_the_guided_agents_only():
+    vol = PatchVolume(torch.zeros(1, 40, 40, 30), 7, 1)
+    mask = torch.zeros(40, 40, 30, dtype=torch.bool)
+    mask[26:, :, :] = True
+    env = LandmarkEnv(vol, torch.tensor([[35.0, 18, 15]] * 2), 2, mask=mask, scales=(1,),
+                      mask_on=torch.tensor([True, False]), keep_frames=False)
+    env.reset_where(torch.tensor([True, True]), torch.tensor([[25, 18, 15]] * 2), torch.zeros(2, dtype=torch.long))
+    reward, _, _ = env.step(torch.tensor([0, 0]))  # both step into the mask, towards the target
+    assert reward.tolist() == [-1.0, 1.0] and env.pos.tolist() == [[26, 18, 15]] * 2
+
+
+def test_batched_training_gives_each_agent_its_network_trained_alone():
+    vol = _blob_volume(shape=(32, 32, 32), target=(16, 15, 17))
+    versions = augmented_versions(vol, vol > 0.1, vol > 0.9, 2, np.random.default_rng(0))
+    cavity = vol > 0.9
+    cfg = AgentConfig(**TINY)
+    specs = [AgentSpec((16, 15, 17), 5), AgentSpec((12, 14, 13), 6, guided=True), AgentSpec((19, 17, 15), 7)]
+    batch = Trainer(versions, specs, cfg, mask=cavity, noise_seed=1)
+    rows = batch.train(log_every=10)
+    assert [len(r) for r in rows] == [3, 3, 3]
+    for b, spec in enumerate(specs):
+        alone = Trainer(versions, spec, cfg, mask=cavity, noise_seed=1)
+        alone_rows = alone.train(log_every=10)[0]
+        assert torch.equal(_params(batch.network(b)), _params(alone.network(0))), spec  # exact on the CPU
+        pd.testing.assert_frame_equal(pd.DataFrame(rows[b]).drop(columns="seconds"),
+                                      pd.DataFrame(alone_rows).drop(columns="seconds"))
+    assert not torch.equal(_params(batch.network(0)), _params(batch.network(2)))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cuda_batched_training_matches_the_cpu_within_tolerance():
+    """On a GPU the convolutions are grouped: the numbers differ in the last bits, the landmarks do not."""
+    from landmarkflow.agent import detect
+
+    target = (16, 15, 17)
+    vol = _blob_volume(shape=(32, 32, 32), target=target)
+    cfg = AgentConfig(**{**TINY, "updates": 20})
+    specs = [AgentSpec(target, 5), AgentSpec(target, 6)]
+    gpu = Trainer(vol[None, None], specs, cfg, device="cuda")
+    assert gpu.net.grouped
+    gpu.train(log_every=10)
+    starts = detect.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
+    for b, spec in enumerate(specs):
+        cpu = Trainer(vol[None, None], spec, cfg)
+        cpu.train(log_every=10)
+        assert torch.allclose(_params(gpu.network(b)), _params(cpu.network(0)), atol=1e-3)
+        ends = [detect.redetect(t, vol[None], starts, cfg.patch, cfg.history, cfg.scales, 60, device=d).ends
+                for t, d in ((gpu.network(b), "cuda"), (cpu.network(0), "cpu"))]
+        assert np.array_equal(ends[0], ends[1])
+
+
+def _preproc_folder(tmp_path, landmarks=((16, 15, 17), (22, 12, 20)), cavity=True) -> PreprocFolder:
+    """A small preprocessed patient on an anisotropic, shifted grid: two modalities, brain and cavity masks, landmarks."""
+    folder = PreprocFolder(tmp_path / "preproc")
+    folder.path.mkdir()
+    folder.write_info({"patient": "P1", "reference_modality": "t1ce", "modalities": ["t1ce", "flair"],
+                       "primary_annotator": "expert", "post_to_pre": np.eye(4).tolist(), "rotation_deg": 0.0,
+                       "warnings": [], "timings_s": {}})
+    affine = np.diag([1.0, 1.2, 0.9, 1.0])
+    affine[:3, 3] = [-20.0, 5.0, 12.5]
+    vol = _blob_volume(shape=(36, 34, 36), target=landmarks[0])
+    for tp in ("pre", "post"):
+        io.write_image(io.Image(vol, affine), folder.image_path(tp, "t1ce"))
+        io.write_image(io.Image(1 - vol, affine), folder.image_path(tp, "flair"))
+        io.write_image(io.Image((vol > 0.05).astype(np.uint8), affine), folder.mask_path(tp, "brain"))
+    if cavity:
+        hole = np.zeros(vol.shape, np.uint8)
+        hole[4:9, 4:9, 4:9] = 1
+        io.write_image(io.Image(hole, affine), folder.mask_path("post", "resection"))
+        io.write_image(io.Image(hole, affine), folder.mask_path("pre", "tumor"))
+    world = spatial.voxel_to_world(np.asarray(landmarks, dtype=float), affine)
+    io.write_landmarks(io.landmarks_frame([str(i + 1) for i in range(len(landmarks))], world),
+                       folder.landmarks_path("post", "expert"))
+    return folder
+
+
+def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypatch, caplog):
+    folder = _preproc_folder(tmp_path)
+    cfg = AgentConfig(**{**TINY, "updates": 40, "modalities": ["t1ce", "flair"]})
+    out = tmp_path / "trained"
+    resume = tmp_path / "trained.resume.pt"
+    update = Trainer._update
+
+    def interrupted(self):  # the job dies after its checkpoint at update 20
+        if self.updates_done == 30:
+            raise KeyboardInterrupt
+        update(self)
+
+    monkeypatch.setattr(Trainer, "_update", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        pipeline.train_agents(folder.path, cfg, seed=3, out_dir=out, device="cpu", checkpoint_every=20)
+    assert resume.exists() and not out.exists() and not list(tmp_path.glob(".trained.*"))  # nothing half-written
+    monkeypatch.setattr(Trainer, "_update", update)
+    with caplog.at_level(logging.INFO, logger="landmarkflow.agent.pipeline"):
+        states = pipeline.train_agents(folder.path, cfg, seed=3, out_dir=out, device="cpu", checkpoint_every=20)
+    assert any("resuming from" in r.getMessage() and "update 20" in r.getMessage() for r in caplog.records)
+    assert not resume.exists()
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(f"{lm}_{v}{ext}" for lm in "12" for v in ("baseline", "guided") for ext in (".pt", "_training.tsv"))
+    assert [(s["landmark"], s["variant"], s["agents_in_job"]) for s in states] == [
+        ("1", "baseline", 4), ("1", "guided", 4), ("2", "baseline", 4), ("2", "guided", 4)]
+    logs = pd.read_csv(out / "2_guided_training.tsv", sep="\t")
+    assert logs["update"].tolist() == list(range(4, 41, 4))  # the rows before the interruption are kept
+    key = layout.parse(f"results/P1/agents/{layout.TRAINED}/2_guided_training.tsv")
+    assert key == {"kind": "training", "patient": "P1", "method": "agent_guided", "landmark": "2"}
+    for variant in ("baseline", "guided"):
+        df = pipeline.redetect_landmarks(folder.path, out, variant, 3, tmp_path / f"{variant}.csv",
+                                         tmp_path / f"{variant}_ends.tsv", tmp_path / f"{variant}_traj.tsv", device="cpu")
+        assert df["landmark"].tolist() == ["1", "2"] and np.isfinite(df[["x", "y", "z"]].to_numpy()).all()
+
+
+def test_same_seed_same_landmarks_from_the_patient_job(tmp_path):
+    """Reproducibility on the CPU: the seed in the config fixes the agents, and so the landmarks."""
+    folder = _preproc_folder(tmp_path, landmarks=((16, 15, 17),), cavity=False)
+    cfg = AgentConfig(**{**TINY, "updates": 20, "modalities": ["t1ce"]})
+    found = []
+    for run, seed in enumerate((4, 4)):
+        out = tmp_path / f"trained{run}"
+        states = pipeline.train_agents(folder.path, cfg, seed=seed, out_dir=out, device="cpu")
+        assert [s["variant"] for s in states] == ["baseline"]  # no resection mask: no guided agent
+        found.append(pipeline.redetect_landmarks(folder.path, out, "baseline", seed, tmp_path / f"{run}.csv",
+                                                 tmp_path / f"{run}_e.tsv", tmp_path / f"{run}_t.tsv", device="cpu"))
+    pd.testing.assert_frame_equal(found[0].drop(columns="seconds"), found[1].drop(columns="seconds"))
+
+
+def test_a_missing_model_is_named(tmp_path):
+    (tmp_path / "trained").mkdir()
+    with pytest.raises(io.InputError, match=r"trained/7_guided.pt"):
+        pipeline.model_paths(tmp_path / "trained", ["7"], "guided")
