@@ -75,32 +75,36 @@ class StackedQNet(nn.Module):
             self.register_parameter(key + "_b", nn.Parameter(torch.stack([s[name + ".bias"] for s in states])))
             self.strides[key] = stride
 
-    def _conv(self, x: torch.Tensor, key: str) -> torch.Tensor:
-        """x (B, N, C, ...) -> (B, N, C', ...)"""
+    def _conv(self, x: torch.Tensor, key: str, i: int | None) -> torch.Tensor:
+        """Agent i's layer on x (N, C, ...), or the grouped layer of all agents on x (B, N, C, ...)."""
         w, b, stride = getattr(self, key + "_w"), getattr(self, key + "_b"), self.strides[key]
+        if i is not None:
+            return nn.functional.conv3d(x, w[i], b[i], stride=stride)
         nb, n = x.shape[:2]
-        if self.grouped and nb > 1:
-            xg = x.transpose(0, 1).reshape(n, nb * x.shape[2], *x.shape[3:])
-            y = nn.functional.conv3d(xg, w.reshape(-1, *w.shape[2:]), b.reshape(-1), stride=stride, groups=nb)
-            return y.reshape(n, nb, w.shape[1], *y.shape[2:]).transpose(0, 1)
-        return torch.stack([nn.functional.conv3d(x[i], w[i], b[i], stride=stride) for i in range(nb)])
+        xg = x.transpose(0, 1).reshape(n, nb * x.shape[2], *x.shape[3:])
+        y = nn.functional.conv3d(xg, w.reshape(-1, *w.shape[2:]), b.reshape(-1), stride=stride, groups=nb)
+        return y.reshape(n, nb, w.shape[1], *y.shape[2:]).transpose(0, 1)
 
-    def _linear(self, x: torch.Tensor, key: str) -> torch.Tensor:
-        """x (B, N, F) -> (B, N, F')"""
-        if not self.grouped:
-            w, b = getattr(self, key + "_w"), getattr(self, key + "_b")
-            return torch.stack([nn.functional.linear(x[i], w[i], b[i]) for i in range(x.shape[0])])
-        return torch.baddbmm(getattr(self, key + "_b")[:, None, :], x, getattr(self, key + "_w").transpose(1, 2))
+    def _linear(self, x: torch.Tensor, key: str, i: int | None) -> torch.Tensor:
+        """Agent i's layer on x (N, F), or all agents' on x (B, N, F) as one batched product."""
+        w, b = getattr(self, key + "_w"), getattr(self, key + "_b")
+        if i is not None:
+            return nn.functional.linear(x, w[i], b[i])
+        return torch.baddbmm(b[:, None, :], x, w.transpose(1, 2))
+
+    def _net(self, x: torch.Tensor, i: int | None = None) -> torch.Tensor:
+        relu = nn.functional.relu
+        f = relu(self._conv(x, "features_0", i))
+        f = relu(self._conv(f, "features_2", i))
+        f = relu(self._conv(f, "features_4", i)).flatten(-4)  # (C, D, H, W) in this order, whatever the memory layout
+        v = self._linear(relu(self._linear(f, "value_0", i)), "value_2", i)
+        a = self._linear(relu(self._linear(f, "advantage_0", i)), "advantage_2", i)
+        return v + a - a.mean(-1, keepdim=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        relu = nn.functional.relu
-        f = relu(self._conv(x, "features_0"))
-        f = relu(self._conv(f, "features_2"))
-        f = relu(self._conv(f, "features_4"))
-        f = f.reshape(f.shape[0], f.shape[1], -1)
-        v = self._linear(relu(self._linear(f, "value_0")), "value_2")
-        a = self._linear(relu(self._linear(f, "advantage_0")), "advantage_2")
-        return v + a - a.mean(-1, keepdim=True)
+        if self.grouped:
+            return self._net(x)
+        return torch.stack([self._net(x[i], i) for i in range(x.shape[0])])  # an agent's input keeps its memory layout
 
     def agent_state_dict(self, b: int) -> dict:
         """Agent ``b``'s weights as a :class:`DuelingQNet` state dict (the model files' format)."""
