@@ -41,7 +41,7 @@ test: env browser
 	$(BIN)/python -m pytest
 
 benchmark: env
-	$(BIN)/python benchmarks/agent_benchmark.py
+	$(BIN)/python benchmarks/agent_benchmark.py $(if $(wildcard results/demo01/preproc/preproc.json),--preproc results/demo01/preproc)
 
 clean:
 	rm -rf results .snakemake

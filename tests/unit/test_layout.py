@@ -14,7 +14,8 @@ from landmarkflow.preproc_folder import PreprocFolder
 def test_parse_reads_back_every_path_the_layout_makes(prefix):
     cases = [(layout.landmarks("P1", "ants_syn"), {"kind": "landmarks", "patient": "P1", "method": "ants_syn"}),
              (layout.preproc("P1"), {"kind": "preproc", "patient": "P1"}),
-             (layout.benchmark("train_agent", "P1/3_guided"), {"kind": "benchmark", "rule": "train_agent", "job": "P1/3_guided"})]
+             (layout.benchmark("train_agents", "P1"), {"kind": "benchmark", "rule": "train_agents", "job": "P1"}),
+             (layout.trained("P1", "agent_guided"), {"kind": "trained", "patient": "P1", "folder": "agents"})]
     for method in layout.SEARCH_METHODS:
         cases += [(layout.endpoints("P1", method), {"kind": "endpoints", "patient": "P1", "method": method}),
                   (layout.trajectories("P1", method), {"kind": "trajectories", "patient": "P1", "method": method}),

@@ -292,7 +292,7 @@ class Trainer:
     # -------------------------------------------------------------- loop
     @torch.no_grad()
     def _act(self):
-        cfg, n = self.cfg, self.cfg.n_envs
+        n = self.cfg.n_envs
         q = self.net(self._states(self.vol.histories(self.frame_pos, self.frame_scale, self.env.version)))
         rand = self.rand.randint(6, n)
         explore = self.rand.uniform(n) < self.epsilon()
