@@ -155,6 +155,14 @@ def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypa
         states = pipeline.train_agents(folder.path, cfg, seed=3, out_dir=out, device="cpu", checkpoint_every=20)
     assert any("resuming from" in r.getMessage() and "update 20" in r.getMessage() for r in caplog.records)
     assert not resume.exists()
+    other = Trainer(folder.stack("post", ["t1ce", "flair"])[0][None], AgentSpec((16, 15, 17), 1), cfg)
+    other.save_checkpoint(resume)  # a checkpoint of other agents is not resumed from
+    with pytest.raises(ValueError, match="other agents"):
+        Trainer(folder.stack("post", ["t1ce", "flair"])[0][None], AgentSpec((16, 15, 17), 2), cfg).load_checkpoint(resume)
+    with pytest.raises(ValueError, match="other training settings"):
+        Trainer(folder.stack("post", ["t1ce", "flair"])[0][None], AgentSpec((16, 15, 17), 1),
+                AgentConfig(**{**TINY, "lr": 0.01})).load_checkpoint(resume)
+    resume.unlink()
     names = sorted(p.name for p in out.iterdir())
     assert names == sorted(f"{lm}_{v}{ext}" for lm in "12" for v in ("baseline", "guided") for ext in (".pt", "_training.tsv"))
     assert [(s["landmark"], s["variant"], s["agents_in_job"]) for s in states] == [

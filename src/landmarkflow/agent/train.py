@@ -400,6 +400,7 @@ class Trainer:
     # -------------------------------------------------------------- persistence
     def state_dict(self) -> dict:
         return {
+            "config": self.cfg.to_dict(),
             "agents": [asdict(a) for a in self.agents],
             "net": self.net.state_dict(),
             "target_net": self.target_net.state_dict(),
@@ -423,6 +424,8 @@ class Trainer:
                  for a in state["agents"]]
         if saved != self.agents:
             raise ValueError(f"{path}: a checkpoint of other agents (targets, seeds or guidance differ)")
+        if state.get("config") != self.cfg.to_dict():
+            raise ValueError(f"{path}: a checkpoint of other training settings")
         self.net.load_state_dict(state["net"])
         self.target_net.load_state_dict(state["target_net"])
         self.opt.load_state_dict(state["opt"])
