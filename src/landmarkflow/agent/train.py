@@ -185,8 +185,8 @@ class Trainer:
     the cavity, then applies) and its ``cfg.versions`` training volumes. Every
     step moves all ``B x n_envs`` environments, every update trains all agents
     on their own samples (:class:`.network.StackedQNet`); nothing loops over
-    agents in Python but the CPU's convolutions, and nothing waits for the
-    device between two log lines. An agent's random numbers depend on its seed
+    agents in Python but the network's layers on a CPU, and nothing waits for
+    the device between two log lines. An agent's random numbers depend on its seed
     alone (:class:`.streams.AgentStreams`), and on the CPU its network is the
     one it gets when trained alone with the same seed.
     """
