@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from io import BytesIO
@@ -53,8 +54,6 @@ def atomic_path(path, suffix: str | None = None):
 def atomic_dir(path):
     """Yield a temporary folder beside ``path``; rename it onto ``path`` (replacing an empty or absent
     folder) if the block succeeds, remove it otherwise: the folder appears whole or not at all."""
-    import shutil
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))

@@ -32,7 +32,7 @@ VARIANTS = ("baseline", "guided")
 
 
 def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None,
-                 variants=None, checkpoint_every: int = 200) -> list[dict]:
+                 checkpoint_every: int = 200) -> list[dict]:
     """Train every agent of a patient in one batched loop: each post-op landmark x variant (both when the
     patient has a resection mask, else the baseline), on the post-op scan. Writes ``out_dir`` whole or not at
     all: per agent its model (``<landmark>_<variant>.pt``) and training log (``<landmark>_<variant>_training.tsv``).
@@ -48,26 +48,23 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     post, affine = folder.stack("post", mods)
     spacing = spatial.spacing_of(affine)
     cavity = folder.lesion("post")
-    variants = tuple(variants) if variants else (VARIANTS if cavity is not None else ("baseline",))
-    for v in variants:
-        if v not in VARIANTS:
-            raise ValueError(f"variant {v!r}: expected one of {', '.join(VARIANTS)}")
-    if "guided" in variants and cavity is None:
-        raise InputError(f"{patient}: the guided agent needs a post-op resection mask, and the manifest has none")
+    variants = VARIANTS if cavity is not None else ("baseline",)
     landmarks = [str(lm) for lm in folder.landmarks("post")["landmark"]]
     brain = folder.mask("post", "brain")
     targets = {lm: folder.target(lm, affine) for lm in landmarks}
+    # one set of training volumes for all agents, or, with a warp about the landmark, one set per landmark
     warped = cfg.warp_deg > 0 or cfg.warp_scale > 0 or cfg.warp_mm > 0
-    blocks, own = [], {}
-    for lm in landmarks if warped else [None]:
-        rng = np.random.default_rng(seed_for(seed, patient, "versions") if lm is None else seed_for(seed, patient, lm, "versions"))
-        own[lm] = tuple(range(len(blocks) * cfg.versions, (len(blocks) + 1) * cfg.versions))
-        blocks.append(augmented_versions(post, brain, cavity, cfg.versions, rng, cfg.fill_cavity,
-                                          None if lm is None else targets[lm][1], cfg.warp_deg, cfg.warp_scale,
-                                          cfg.warp_mm, spacing))
+    sets = landmarks if warped else [None]
+    blocks = [augmented_versions(post, brain, cavity, cfg.versions,
+                                 np.random.default_rng(seed_for(seed, patient, *([lm] if warped else []), "versions")),
+                                 cfg.fill_cavity, targets[lm][1] if warped else None, cfg.warp_deg, cfg.warp_scale,
+                                 cfg.warp_mm, spacing) for lm in sets]
     agents = [(lm, v) for lm in landmarks for v in variants]
-    specs = [AgentSpec(tuple(targets[lm][1]), seed_for(seed, patient, lm, v), v == "guided", own[lm if warped else None])
-             for lm, v in agents]
+    specs = []
+    for lm, v in agents:
+        k = sets.index(lm if warped else None)
+        specs.append(AgentSpec(tuple(targets[lm][1]), seed_for(seed, patient, lm, v), v == "guided",
+                               tuple(range(k * cfg.versions, (k + 1) * cfg.versions))))
     t0 = time.time()
     trainer = Trainer(np.concatenate(blocks), specs, cfg, dev, mask=cavity, spacing=spacing,
                       noise_seed=seed_for(seed, patient, "noise"))
