@@ -88,10 +88,17 @@ def test_batched_training_gives_each_agent_its_network_trained_alone():
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
-def test_cuda_batched_training_matches_the_cpu_within_tolerance():
-    """On a GPU the convolutions are grouped: the numbers differ in the last bits, the landmarks do not."""
+def test_cuda_batched_training_matches_the_cpu_within_tolerance(monkeypatch):
+    """On a GPU the convolutions are grouped: the numbers differ in the last bits, the landmarks do not.
+
+    TF32 is turned off here, so that only the order of the sums differs from the CPU; the random
+    draws (streams, noise bank) are the same on both devices. Over longer training a near tie between
+    two actions can go the other way and the runs part (seen after 60 updates), as with any change
+    in the order of float sums."""
     from landmarkflow.agent import detect
 
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     target = (16, 15, 17)
     vol = _blob_volume(shape=(32, 32, 32), target=target)
     cfg = AgentConfig(**{**TINY, "updates": 20})
@@ -103,7 +110,7 @@ def test_cuda_batched_training_matches_the_cpu_within_tolerance():
     for b, spec in enumerate(specs):
         cpu = Trainer(vol[None, None], spec, cfg)
         cpu.train(log_every=10)
-        assert torch.allclose(_params(gpu.network(b)), _params(cpu.network(0)), atol=1e-3)
+        assert torch.allclose(_params(gpu.network(b)), _params(cpu.network(0)), atol=1e-4)
         ends = [detect.redetect(t, vol[None], starts, cfg.patch, cfg.history, cfg.scales, 60, device=d).ends
                 for t, d in ((gpu.network(b), "cuda"), (cpu.network(0), "cpu"))]
         assert np.array_equal(ends[0], ends[1])

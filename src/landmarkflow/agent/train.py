@@ -230,10 +230,10 @@ class Trainer:
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.rand = AgentStreams([a.seed for a in self.agents], self.device)
         self.replay = PositionReplay(cfg.replay, cfg.history, self.device, b)
-        gen = torch.Generator(device=self.device).manual_seed(int(noise_seed))
+        gen = torch.Generator().manual_seed(int(noise_seed))  # drawn on the CPU: the same noise on every device
         p = cfg.patch
         # per transition: its frames' noise, laid out as the gathered frames (P, P, P, frames, C)
-        self.noise_bank = torch.randn(256, p, p, p, cfg.history + 1, self.c, device=self.device, generator=gen)
+        self.noise_bank = torch.randn(256, p, p, p, cfg.history + 1, self.c, generator=gen).to(self.device)
         h = cfg.history
         self.frame_pos = torch.zeros(self.n_total, h, 3, dtype=torch.long, device=self.device)
         self.frame_scale = torch.zeros(self.n_total, h, dtype=torch.long, device=self.device)
