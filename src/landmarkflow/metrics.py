@@ -16,17 +16,20 @@ import numpy as np
 import pandas as pd
 
 from . import io, layout, rigidfit
+from .consensus import flag_statistics
 from .manifest import Manifest
 from .preproc_folder import PreprocFolder
 
 log = logging.getLogger(__name__)
 
 #: order of methods in tables and figures (others follow alphabetically)
-METHOD_ORDER = ["identity", "ants_rigid", "ants_affine", "ants_syn_nomask", "ants_syn", "agent_baseline", "agent_guided", "pin"]
+METHOD_ORDER = ["consensus", "identity", "ants_rigid", "ants_affine", "ants_syn_nomask", "ants_syn", "agent_baseline",
+                "agent_guided", "agent_seeded", "pin"]
 
 
 #: a colour per method (report figures, 3D Slicer review files); raters and others get their own
 METHOD_COLOURS = {
+    "consensus": "#ffd700",
     "identity": "#7f7f7f",
     "ants_rigid": "#bcbd22",
     "ants_affine": "#17becf",
@@ -34,6 +37,7 @@ METHOD_COLOURS = {
     "ants_syn": "#1f77b4",
     "agent_baseline": "#ff7f0e",
     "agent_guided": "#d62728",
+    "agent_seeded": "#ff9896",
     "pin": "#2ca02c",
     "truth": "#00ff00",
 }
@@ -53,9 +57,13 @@ def sort_methods(df: pd.DataFrame) -> pd.DataFrame:
     return df.iloc[sorted(range(len(df)), key=lambda i: method_sort_key(df["method"].iloc[i]))].reset_index(drop=True)
 
 
+PRED_COLUMNS = ["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback", "uncertainty_mm", "flag"]
+
+
 def collect_predictions(m: Manifest, landmark_files) -> pd.DataFrame:
     """The given ``results/<patient>/landmarks/<method>.csv`` files (and no others) as one tidy table, plus the
-    manifest's extra pre-op raters. Columns: patient, landmark, method, x, y, z, spread_mm, fallback."""
+    manifest's extra pre-op raters. Columns: patient, landmark, method, x, y, z, spread_mm, fallback and the
+    consensus's uncertainty_mm and flag (NaN for the other methods)."""
     frames = []
     for csv in landmark_files:
         key = layout.parse(csv)
@@ -74,11 +82,11 @@ def collect_predictions(m: Manifest, landmark_files) -> pd.DataFrame:
                 df.insert(0, "patient", patient)
                 frames.append(df)
     if not frames:
-        return pd.DataFrame(columns=["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback"])
+        return pd.DataFrame(columns=PRED_COLUMNS)
     out = pd.concat(frames, ignore_index=True)
-    for col in ("spread_mm", "fallback"):
+    for col in PRED_COLUMNS[6:]:
         out[col] = pd.to_numeric(out[col], errors="coerce") if col in out.columns else np.nan
-    out = out[["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fallback"]]
+    out = out[PRED_COLUMNS]
     order = {p: i for i, p in enumerate(m.patients)}
     return out.sort_values(["patient", "method"], key=lambda c: c.map(order) if c.name == "patient" else c.map(method_sort_key),
                            kind="stable").reset_index(drop=True)
@@ -104,8 +112,8 @@ def errors(pred: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
     merged["error_mm"] = np.linalg.norm(d, axis=1)
     init = merged[merged["method"] == "identity"][["patient", "landmark", "error_mm"]].rename(columns={"error_mm": "initial_mm"})
     merged = merged.merge(init, on=["patient", "landmark"], how="left")
-    cols = ["patient", "landmark", "method", "error_mm", "initial_mm", "spread_mm", "fallback"]
-    out = merged[cols].copy()
+    cols = ["patient", "landmark", "method", "error_mm", "initial_mm", "spread_mm", "fallback", "uncertainty_mm", "flag"]
+    out = merged[[c for c in cols if c in merged.columns]].copy()
     out["_k"] = out["method"].map(method_sort_key)
     return out.sort_values(["_k", "patient", "landmark"]).drop(columns="_k").reset_index(drop=True)
 
@@ -114,6 +122,8 @@ def errors(pred: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 #: a method has none), then what is known without ground truth, over every predicted landmark
 ERROR_COLUMNS = ["n", "mean_mm", "median_mm", "std_mm", "norm_mean", "norm_median", "robustness", "over_5mm"]
 PREDICTION_COLUMNS = ["landmarks", "median_shift_mm", "median_disagreement_mm", "spread_mm", "fallbacks"]
+#: the consensus's flag against errors above ``flag_error_mm`` (:func:`.consensus.flag_statistics`)
+FLAG_COLUMNS = ["flagged", "flag_catch", "flag_false_alarm"]
 
 def is_compared(method: str) -> bool:
     """Is ``method`` one of the predictions compared with each other? (``identity`` is the starting point,
@@ -161,11 +171,14 @@ def prediction_summary(pred: pd.DataFrame) -> pd.DataFrame:
     return moved.merge(_spread_rows(pred), on="method", how="left")[["method"] + PREDICTION_COLUMNS]
 
 
-def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None, pred: pd.DataFrame | None = None) -> pd.DataFrame:
+def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None, pred: pd.DataFrame | None = None,
+            flag_error_mm: float = 3.0) -> pd.DataFrame:
     """Per method: n (landmarks with ground truth), mean, median, normalised mean and median, robustness,
     share above 5 mm, mean spread and fallbacks; with ``pred``, every predicted method has a row (NaN error
     statistics where it has no ground truth) and the columns of :func:`prediction_summary`; with
-    ``jacobian``, the share of non-positive Jacobian determinants of each deformation."""
+    ``jacobian``, the share of non-positive Jacobian determinants of each deformation; for a method with a
+    flag (``consensus``), how many landmarks it flags and how well the flag catches errors above
+    ``flag_error_mm`` (:func:`.consensus.flag_statistics`)."""
     out = pd.DataFrame(_error_rows(err), columns=["method"] + ERROR_COLUMNS)
     if pred is not None:
         out = out.merge(prediction_summary(pred), on="method", how="outer")
@@ -174,6 +187,9 @@ def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None, pred: pd.Da
         out = out.merge(_spread_rows(err), on="method", how="left")
     if jacobian is not None and len(jacobian):
         out = out.merge(jacobian.groupby("method", as_index=False)["nonpositive_jacobian"].mean(), on="method", how="left")
+    flags = flag_statistics(err, flag_error_mm)
+    if len(flags):
+        out = out.merge(flags, on="method", how="left")
     return sort_methods(out) if len(out) else out
 
 
@@ -273,7 +289,8 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, preproc_dir
 
 
 def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_predictions, preproc_dirs=(), jacobian_files=(),
-                    out_rigid=None, out_residuals=None, flag_mm: float = 4.0, out_check=None) -> pd.DataFrame:
+                    out_rigid=None, out_residuals=None, flag_mm: float = 4.0, out_check=None,
+                    flag_error_mm: float = 3.0) -> pd.DataFrame:
     """Write errors.tsv, summary.tsv and predictions.tsv for the cohort from exactly ``landmark_files``
     (``results/<patient>/landmarks/<method>.csv``; the landmark-based rigid fits against ``preproc_dirs``,
     when ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is
@@ -299,7 +316,7 @@ def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_pr
                     len(without), len(m.patients), ", ".join(without))
     err = errors(pred, truth)
     jac = pd.concat([pd.read_csv(f, sep="\t") for f in jacobian_files], ignore_index=True) if jacobian_files else None
-    summ = summary(err, jac, pred)
+    summ = summary(err, jac, pred, flag_error_mm)
     io.write_table(err, out_errors, float_format="%.4f")
     io.write_table(summ, out_summary, float_format="%.4f")
     for r in summ.itertuples():

@@ -244,7 +244,14 @@ def _pin_section(summ: pd.DataFrame, inputs: ReportInputs) -> str:
     if not summ.empty:
         t = t.merge(summ[["method", "mean_mm", "median_mm", "robustness", "spread_mm"]], on="method", how="left")
     t = sort_methods(t)
-    return ('<p class="note">The supervised PIN (one network per landmark, regression and direction classification, '
+    warn = ""
+    if not summ.empty and "pin" in set(summ["method"]) and summ.set_index("method").loc["pin", "n"] > 0:
+        rob = float(summ.set_index("method").loc["pin", "robustness"])
+        if not rob >= 0.9:
+            warn = (f'<p class="warn">PIN is experimental: it improved on the rigidly aligned position for only '
+                    f"{100 * rob:.0f}% of the landmarks here (the target is 90%). The consensus gives it no weight "
+                    "unless consensus.methods lists it.</p>")
+    return (warn + '<p class="note">The supervised PIN (one network per landmark, regression and direction classification, '
             "rule C from the same 20 start points) against the reinforcement-learning agents, on the same patients: "
             "accuracy (mm, robustness = share of landmarks improved over the initial error), training time per landmark "
             "(the training loop, without the job's start-up) and inference time per landmark (all starts).</p>" + _table(t))
@@ -378,7 +385,11 @@ def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFra
                  "share of errors above 5 mm. Without ground truth: landmarks predicted; median_shift_mm: from the rigidly "
                  "aligned post-op position; median_disagreement_mm: distance to the median of the other methods' "
                  "predictions; spread: mean distance of the agents' 20 end points to their centre; fallbacks: implausible "
-                 "predictions replaced by the rigidly aligned position.</p>")
+                 "predictions replaced by the rigidly aligned position. consensus (first row) is the workflow's "
+                 "recommended landmark: the registration's where the agents confirm it, the agents' where they agree "
+                 "among themselves far from it (README, \"Consensus\"); flagged: its landmarks to check; flag_catch: "
+                 "share of its errors above the flag distance (consensus.flag_error_mm) that are flagged; "
+                 "flag_false_alarm: share of the flagged landmarks whose error is below it.</p>")
     if check is None or check.empty:
         return body
     rows = check.copy()

@@ -90,7 +90,16 @@ def patient_methods(patient):
         methods += ANTS_METHODS
     if is_activated("pin"):
         methods.append("pin")
-    return methods + [f"agent_{v}" for v in agent_variants(patient)]
+    methods += [f"agent_{v}" for v in agent_variants(patient)]
+    return methods + (["consensus"] if is_activated("consensus") else [])
+
+
+def consensus_inputs(wildcards):
+    """The landmark files the consensus of a patient combines: its registration and listed methods that run."""
+    settings = config.get("consensus", {})
+    run = patient_methods(wildcards.patient)
+    wanted = [settings.get("registration", "ants_syn")] + list(settings.get("methods", []))
+    return {m: layout.landmarks(wildcards.patient, m) for m in wanted if m in run}
 
 
 def patient_method_landmarks(wildcards):

@@ -17,6 +17,7 @@ rule evaluate_cohort:
         check=report("results/cohort/landmarks_to_check.tsv", caption="../report/check.rst", category="Evaluation"),
     params:
         flag_mm=config.get("rigid_fit", {}).get("flag_mm", 4.0),
+        flag_error_mm=config.get("consensus", {}).get("flag_error_mm", 3.0),
         annotator=ANNOTATOR,
     log:
         "results/logs/evaluate_cohort/evaluate_cohort.log",
