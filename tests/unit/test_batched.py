@@ -18,6 +18,7 @@ from landmarkflow.preproc_folder import PreprocFolder
 from test_agent import _blob_volume
 
 TINY = dict(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1])
+TINY_STARTS = AgentConfig().n_starts
 
 
 def _params(net) -> torch.Tensor:
@@ -202,3 +203,49 @@ def test_a_missing_model_is_named(tmp_path):
     (tmp_path / "trained").mkdir()
     with pytest.raises(io.InputError, match=r"trained/7_guided.pt"):
         pipeline.model_paths(tmp_path / "trained", ["7"], "guided")
+
+
+def test_pooling_takes_every_members_end_points():
+    from landmarkflow.agent.detect import Detection, pool
+
+    def det(ends, steps):
+        ends = np.asarray(ends, float)
+        traj = np.repeat(ends[None], steps + 1, 0)
+        return Detection(np.median(ends, 0), ends, traj, np.full(len(ends), steps), np.zeros(len(ends)))
+
+    a = det([[0, 0, 0], [1, 0, 0], [2, 0, 0]], 3)
+    b = det([[10, 0, 0], [11, 0, 0], [12, 0, 0]], 5)
+    c = det([[1, 1, 0], [1, 2, 0], [1, 3, 0]], 2)
+    p = pool([a, b, c], spacing=(2.0, 1.0, 1.0))
+    assert p.ends.shape == (9, 3) and p.trajectories.shape == (6, 9, 3) and p.steps.tolist() == [3] * 3 + [5] * 3 + [2] * 3
+    np.testing.assert_array_equal(p.centre, [1, 0, 0])  # coordinate-wise median of the 9 end points
+    np.testing.assert_allclose(p.spread_vox, np.linalg.norm((p.ends - [1, 0, 0]) * [2, 1, 1], axis=1))
+    np.testing.assert_array_equal(p.trajectories[-1, :3], a.ends)  # a member that stopped early stays put
+    assert pool([a]) is a
+
+
+def test_an_ensemble_trains_its_members_in_the_job_and_pools_them(tmp_path):
+    folder = _preproc_folder(tmp_path, landmarks=((16, 15, 17),), cavity=False)
+    single = AgentConfig(**{**TINY, "updates": 20, "modalities": ["t1ce"]})
+    pipeline.train_agents(folder.path, single, seed=4, out_dir=tmp_path / "one", device="cpu")
+    cfg = AgentConfig(**{**TINY, "updates": 20, "modalities": ["t1ce"], "ensemble": 3})
+    states = pipeline.train_agents(folder.path, cfg, seed=4, out_dir=tmp_path / "three", device="cpu")
+    assert len(states) == 1 and states[0]["agents_in_job"] == 3 and len(set(states[0]["seeds"])) == 3
+    nets, _ = pipeline.load_members(tmp_path / "three" / "1_baseline.pt")
+    alone, _ = pipeline.load_members(tmp_path / "one" / "1_baseline.pt")
+    assert len(nets) == 3 and len(alone) == 1
+    assert torch.equal(_params(nets[0]), _params(alone[0]))  # the first member is the single agent
+    assert not torch.equal(_params(nets[0]), _params(nets[1]))
+    logs = pd.read_csv(tmp_path / "three" / "1_baseline_training.tsv", sep="\t")
+    assert (logs["members"] == 3).all() and logs["update"].is_monotonic_increasing
+    df = pipeline.redetect_landmarks(folder.path, tmp_path / "three", "baseline", 4, tmp_path / "p.csv",
+                                     tmp_path / "e.tsv", tmp_path / "t.tsv", device="cpu")
+    ends = pd.read_csv(tmp_path / "e.tsv", sep="\t")
+    assert len(ends) == 3 * TINY_STARTS and ends["start"].tolist() == list(range(3 * TINY_STARTS))
+    if not df["fallback"].iloc[0]:
+        np.testing.assert_allclose(df[["x", "y", "z"]].to_numpy()[0], np.median(ends[["x", "y", "z"]].to_numpy(), 0), atol=1e-3)
+    single_ends = pipeline.redetect_landmarks(folder.path, tmp_path / "one", "baseline", 4, tmp_path / "p1.csv",
+                                              tmp_path / "e1.tsv", tmp_path / "t1.tsv", device="cpu")
+    assert len(single_ends) == 1
+    one = pd.read_csv(tmp_path / "e1.tsv", sep="\t")
+    np.testing.assert_allclose(ends[["x", "y", "z"]].to_numpy()[:TINY_STARTS], one[["x", "y", "z"]].to_numpy())

@@ -92,3 +92,18 @@ def redetect(net: DuelingQNet, volume: np.ndarray, starts: np.ndarray, patch: in
     centre = robust_centre(ends)
     spread = np.linalg.norm((ends - centre) * np.asarray(spacing), axis=1)
     return Detection(centre, ends, torch.stack(traj).cpu().numpy(), steps.cpu().numpy(), spread)
+
+
+def pool(dets: list[Detection], spacing=(1.0, 1.0, 1.0)) -> Detection:
+    """The detections of an ensemble's members from the same starts as one: every member's end points (member
+    by member), their coordinate-wise median as the centre and the spread about it; trajectories that ended
+    early keep their last position."""
+    if len(dets) == 1:
+        return dets[0]
+    ends = np.concatenate([d.ends for d in dets])
+    centre = robust_centre(ends)
+    t = max(len(d.trajectories) for d in dets)
+    trajs = np.concatenate([np.concatenate([d.trajectories, np.repeat(d.trajectories[-1:], t - len(d.trajectories), 0)])
+                            for d in dets], axis=1)
+    spread = np.linalg.norm((ends - centre) * np.asarray(spacing), axis=1)
+    return Detection(centre, ends, trajs, np.concatenate([d.steps for d in dets]), spread)

@@ -22,7 +22,7 @@ import torch
 from .. import io, layout, spatial
 from ..io import InputError
 from ..preproc_folder import PreprocFolder
-from .detect import landmark_starts, redetect
+from .detect import landmark_starts, pool, redetect
 from .network import DuelingQNet
 from .train import AgentConfig, AgentSpec, Trainer, augmented_versions, seed_for, setup_device
 
@@ -60,16 +60,19 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
                                  cfg.fill_cavity, targets[lm][1] if warped else None, cfg.warp_deg, cfg.warp_scale,
                                  cfg.warp_mm, spacing) for lm in sets]
     agents = [(lm, v) for lm in landmarks for v in variants]
-    specs = []
+    members = range(cfg.ensemble)
+    specs = []  # agent i's member j is spec i * ensemble + j
     for lm, v in agents:
         k = sets.index(lm if warped else None)
-        specs.append(AgentSpec(tuple(targets[lm][1]), seed_for(seed, patient, lm, v), v == "guided",
-                               tuple(range(k * cfg.versions, (k + 1) * cfg.versions))))
+        for j in members:
+            specs.append(AgentSpec(tuple(targets[lm][1]), member_seed(seed, patient, lm, v, j), v == "guided",
+                                   tuple(range(k * cfg.versions, (k + 1) * cfg.versions))))
     t0 = time.time()
     trainer = Trainer(np.concatenate(blocks), specs, cfg, dev, mask=cavity, spacing=spacing,
                       noise_seed=seed_for(seed, patient, "noise"))
-    log.info("%s: %d agents (%d landmarks x %s), %d training volumes of %s voxels, %d channels", patient, len(agents),
-             len(landmarks), "/".join(variants), trainer.vol.versions, "x".join(map(str, post.shape[1:])), len(mods))
+    log.info("%s: %d agents (%d landmarks x %s%s), %d training volumes of %s voxels, %d channels", patient, len(specs),
+             len(landmarks), "/".join(variants), f" x {cfg.ensemble} members" if cfg.ensemble > 1 else "",
+             trainer.vol.versions, "x".join(map(str, post.shape[1:])), len(mods))
     resume = Path(str(out_dir).rstrip("/") + ".resume.pt")
     if resume.exists():
         try:
@@ -82,30 +85,48 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     states = []
     with io.atomic_dir(out_dir) as tmp:
         for i, (lm, v) in enumerate(agents):
+            idx = [i * cfg.ensemble + j for j in members]
             state = {
-                "state_dict": trainer.net.agent_state_dict(i),
+                "state_dict": trainer.net.agent_state_dict(idx[0]),
+                "members": [trainer.net.agent_state_dict(b) for b in idx],  # the first is state_dict
                 "config": cfg.to_dict(),
                 "patient": patient,
                 "landmark": lm,
                 "variant": v,
                 "modalities": mods,
-                "seed": specs[i].seed,
+                "seed": specs[idx[0]].seed,
+                "seeds": [specs[b].seed for b in idx],
                 "target_world": targets[lm][0].tolist(),
                 "in_channels": cfg.history * len(mods),
                 "train_seconds": seconds,
-                "agents_in_job": len(agents),
+                "agents_in_job": len(specs),
                 "device": str(dev),
                 "torch": torch.__version__,
-                "replay_mb": trainer.replay.nbytes() / len(agents) / 2**20,
+                "replay_mb": trainer.replay.nbytes() / len(specs) / 2**20,
             }
             torch.save(state, tmp / layout.model_name(lm, v))
-            io.write_table(pd.DataFrame(rows[i]), tmp / layout.training_name(lm, v))
+            io.write_table(member_log([rows[b] for b in idx]), tmp / layout.training_name(lm, v))
             states.append(state)
     if resume.exists():
         os.unlink(resume)
-    log.info("%s: %d agents, %d updates each, in %.1f s on %s (%.1f s per agent)", patient, len(agents), cfg.updates,
-             seconds, dev, seconds / len(agents))
+    log.info("%s: %d agents, %d updates each, in %.1f s on %s (%.1f s per agent)", patient, len(specs), cfg.updates,
+             seconds, dev, seconds / len(specs))
     return states
+
+
+def member_seed(seed: int, patient: str, landmark: str, variant: str, member: int) -> int:
+    """The seed of an ensemble member; the first member's is the single agent's (an ensemble of one is the agent)."""
+    return seed_for(seed, patient, landmark, variant) if member == 0 else seed_for(seed, patient, landmark, variant, f"member{member}")
+
+
+def member_log(rows: list[list[dict]]) -> pd.DataFrame:
+    """The training log of an agent: its members' log rows averaged per update (``members`` = how many)."""
+    frames = [pd.DataFrame(r) for r in rows]
+    if len(frames) == 1:
+        return frames[0]
+    df = pd.concat(frames).groupby("update", as_index=False, sort=True).mean(numeric_only=True)
+    df.insert(1, "members", len(frames))
+    return df
 
 
 def model_paths(models, landmarks, variant: str | None = None) -> list[Path]:
@@ -122,11 +143,21 @@ def model_paths(models, landmarks, variant: str | None = None) -> list[Path]:
 
 
 def load_model(path, device="cpu") -> tuple[DuelingQNet, dict]:
+    """The (first) network of a model file and the file's content."""
+    nets, state = load_members(path, device)
+    return nets[0], state
+
+
+def load_members(path, device="cpu") -> tuple[list[DuelingQNet], dict]:
+    """Every ensemble member's network of a model file (one for a single agent) and the file's content."""
     state = torch.load(path, map_location=device, weights_only=False)
-    cfg = AgentConfig(**state["config"])
-    net = DuelingQNet(state["in_channels"], cfg.patch, cfg.width)
-    net.load_state_dict(state["state_dict"])
-    return net, state
+    cfg = AgentConfig(**{k: v for k, v in state["config"].items() if k in AgentConfig.__dataclass_fields__})
+    nets = []
+    for sd in state.get("members") or [state["state_dict"]]:
+        net = DuelingQNet(state["in_channels"], cfg.patch, cfg.width)
+        net.load_state_dict(sd)
+        nets.append(net)
+    return nets, state
 
 
 def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, out_ends, out_traj,
@@ -147,7 +178,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     tumour = folder.lesion("pre")
     rows, ends, trajs = [], [], []
     for path in model_paths(models, [str(lm) for lm in start_lm["landmark"]], variant):
-        net, state = load_model(path, dev)
+        nets, state = load_members(path, dev)
         cfg = dataclasses.replace(AgentConfig(**state["config"]), **(detection or {}))
         if state["variant"] != variant:
             raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
@@ -157,9 +188,11 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
         centre_world, starts = landmark_starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)
         forbidden = tumour if (variant == "guided" and cfg.guide_test) else None
         t0 = time.time()
-        det = redetect(net, pre, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, forbidden, spacing, dev)
+        det = pool([redetect(net, pre, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, forbidden, spacing, dev)
+                    for net in nets], spacing)
         seconds = time.time() - t0
-        rec = detection_records(lid, det, starts, affine, centre_world, cfg.max_shift_mm, seconds, variant)
+        rec = detection_records(lid, det, np.concatenate([starts] * len(nets)), affine, centre_world, cfg.max_shift_mm,
+                                seconds, variant)
         rows.append(rec[0])
         ends += rec[1]
         trajs += rec[2]

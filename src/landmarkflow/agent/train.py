@@ -58,6 +58,7 @@ class AgentConfig:
     warp_scale: float = 0.0  # augmented copies: random scaling and shear (per matrix entry)
     warp_mm: float = 0.0  # augmented copies: smooth random displacement (mm, standard deviation)
     width: int = 32  # network width
+    ensemble: int = 1  # members per landmark and variant, each with its own seed; their end points are pooled
     n_starts: int = 20  # test: fixed start points
     max_test_steps: int = 150
     max_shift_mm: float = 10.0  # test: a prediction farther than this from the start box centre falls back to it
