@@ -3,9 +3,10 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 CORES  ?= 2
+SEEDS  ?= 42,1,2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: env demo test lint dryrun clean browser benchmark
+.PHONY: env demo test lint dryrun clean browser benchmark seeds
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,10 @@ env: $(VENV)/.installed
 
 demo: env
 	$(SNAKEMAKE) --cores $(CORES) --printshellcmds
+
+# accuracy over workflow seeds: one full run per seed (about 30 min each on 2 cores), then results/seeds/summary.tsv
+seeds: env
+	$(BIN)/landmarkflow seeds --seeds $(SEEDS) --cores $(CORES)
 
 dryrun: env
 	$(SNAKEMAKE) -n --quiet rules

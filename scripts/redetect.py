@@ -1,4 +1,4 @@
-"""Snakemake adapter: redetect a patient's landmarks with one agent variant (landmarkflow.agent.pipeline)."""
+"""Snakemake adapter: redetect a patient's landmarks with one agent variant, or seeded at ANTs' landmarks (landmarkflow.agent.pipeline)."""
 
 import sys
 from pathlib import Path
@@ -12,7 +12,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     redetect_landmarks(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
         models=snakemake.input.models,  # noqa: F821
-        variant=snakemake.wildcards.variant,  # noqa: F821
+        variant=snakemake.wildcards.get("variant", "seeded"),  # noqa: F821
         seed=snakemake.params.seed,  # noqa: F821
         out_csv=snakemake.output.landmarks,  # noqa: F821
         out_ends=snakemake.output.ends,  # noqa: F821
@@ -20,4 +20,5 @@ with log_to(snakemake.log[0]):  # noqa: F821
         device=snakemake.params.device,  # noqa: F821
         detection=dict(snakemake.params.detection),  # noqa: F821
         threads=snakemake.threads,  # noqa: F821
+        seed_landmarks=snakemake.input.get("seeds"),  # noqa: F821
     )

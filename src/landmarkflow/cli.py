@@ -30,6 +30,14 @@ def _validate(args) -> None:
         print(f"warning: {w}")
 
 
+def _seeds(args) -> None:
+    from . import seeds
+
+    table = seeds.run_seeds(args.seeds.split(","), args.cores, args.snakemake_args, args.results)
+    print(f"accuracy over seeds {args.seeds} (written to {args.results}/seeds/summary.tsv):")
+    print(seeds.format_table(table))
+
+
 def _brats(args) -> None:
     from . import brats
 
@@ -66,7 +74,20 @@ def main(argv=None) -> int:
     p.add_argument("--annotator", default="expert", help="name given to the landmark files (default: expert)")
     p.set_defaults(func=_brats)
 
+    p = sub.add_parser("seeds", help="run the workflow once per seed and summarise accuracy over the seeds",
+                       description="Runs snakemake once per seed in this folder (--config seed=S; the demo cohort keeps "
+                                   "demo.seed), keeps each run's summary and errors under RESULTS/seeds/seed-S/ and writes "
+                                   "RESULTS/seeds/summary.tsv: per method the mean over seeds with its min-max range. "
+                                   "Arguments after -- go to snakemake.")
+    p.add_argument("--seeds", default="42,1,2", help="comma-separated workflow seeds (default 42,1,2)")
+    p.add_argument("--cores", type=int, default=2)
+    p.add_argument("--results", default="results")
+    p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="-- then arguments for snakemake")
+    p.set_defaults(func=_seeds)
+
     args = parser.parse_args(argv)
+    if getattr(args, "snakemake_args", None) and args.snakemake_args[0] == "--":
+        args.snakemake_args = args.snakemake_args[1:]
     setup_cli(args.verbose)
     try:
         args.func(args)

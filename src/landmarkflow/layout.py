@@ -14,7 +14,8 @@ from pathlib import Path
 RESULTS = "results"
 
 #: methods that search from start points: method -> (folder under results/<patient>, file prefix)
-SEARCH_METHODS = {"agent_baseline": ("agents", "baseline_"), "agent_guided": ("agents", "guided_"), "pin": ("pin", "")}
+SEARCH_METHODS = {"agent_baseline": ("agents", "baseline_"), "agent_guided": ("agents", "guided_"),
+                  "agent_seeded": ("agents", "seeded_"), "pin": ("pin", "")}
 
 
 def preproc(patient: str) -> str:

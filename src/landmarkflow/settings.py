@@ -9,7 +9,8 @@ over what a model was trained with. No torch here: the workflow imports this whe
 from __future__ import annotations
 
 #: used at test time only (the agents' redetection)
-AGENT_DETECTION_KEYS = ("n_starts", "max_test_steps", "max_shift_mm", "guide_test", "test_smooth_mm")
+AGENT_DETECTION_KEYS = ("n_starts", "max_test_steps", "max_shift_mm", "guide_test", "test_smooth_mm", "seeded_box_mm",
+                        "seeded_max_shift_mm")
 #: used at test time only (PIN's localisation)
 PIN_DETECTION_KEYS = ("n_starts", "iterations", "max_shift_mm")
 

@@ -249,3 +249,49 @@ def test_an_ensemble_trains_its_members_in_the_job_and_pools_them(tmp_path):
     assert len(single_ends) == 1
     one = pd.read_csv(tmp_path / "e1.tsv", sep="\t")
     np.testing.assert_allclose(ends[["x", "y", "z"]].to_numpy()[:TINY_STARTS], one[["x", "y", "z"]].to_numpy())
+
+
+def test_seeded_start_box_is_centred_on_the_given_world_point():
+    from scipy.spatial.transform import Rotation
+
+    from landmarkflow.agent.detect import landmark_starts
+
+    spacing = np.array([0.8, 1.3, 2.0])
+    affine = np.eye(4)
+    affine[:3, :3] = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix() @ np.diag(spacing)
+    affine[:3, 3] = [-91.0, 12.5, 40.0]
+    point = np.array([-70.3, 30.1, 55.7])
+    centre, starts = landmark_starts(io.landmarks_frame(["a", "b"], np.stack([point, point + 20])), "a", affine, 20, 10.0, seed=3)
+    np.testing.assert_allclose(centre, point)
+    offsets_mm = (starts - spatial.world_to_voxel(point, affine)) * spacing  # along the voxel axes, in mm
+    assert np.abs(offsets_mm[0]).max() <= spacing.max() / 2  # the first start is the box centre
+    assert (np.abs(offsets_mm) <= 5.0 + spacing / 2).all()  # all within the 10 mm box about the point
+    assert (offsets_mm.max(0) - offsets_mm.min(0) > 5.0).all()  # and spread over it in every axis
+    world = spatial.voxel_to_world(starts.astype(float), affine)
+    assert np.linalg.norm(world - point, axis=1).max() <= np.linalg.norm(5.0 + spacing / 2)
+
+
+def test_seeded_redetection_starts_at_the_registrations_landmarks(tmp_path):
+    folder = _preproc_folder(tmp_path)
+    cfg = AgentConfig(**{**TINY, "updates": 20, "modalities": ["t1ce"]})
+    pipeline.train_agents(folder.path, cfg, seed=2, out_dir=tmp_path / "trained", device="cpu")
+    truth = io.read_landmarks(folder.landmarks_path("post", "expert"))
+    seeds = truth.assign(x=truth["x"] + 2.0)  # the "registration" 2 mm off in x
+    io.write_landmarks(seeds, tmp_path / "ants_syn.csv")
+    df = pipeline.redetect_landmarks(folder.path, tmp_path / "trained", "seeded", 2, tmp_path / "s.csv", tmp_path / "e.tsv",
+                                     tmp_path / "t.tsv", device="cpu", detection={"seeded_max_shift_mm": 1e-3},
+                                     seed_landmarks=tmp_path / "ants_syn.csv")
+    ends = pd.read_csv(tmp_path / "e.tsv", sep="\t", dtype={"landmark": str})
+    for lid, seed_xyz in zip(seeds["landmark"], io.points_of(seeds)):
+        first = ends[(ends["landmark"] == lid) & (ends["start"] == 0)][["start_x", "start_y", "start_z"]].to_numpy()[0]
+        assert np.linalg.norm(first - seed_xyz) < 0.7  # the box centre: the seed, rounded to the voxel grid
+        starts = ends[ends["landmark"] == lid][["start_x", "start_y", "start_z"]].to_numpy()
+        assert np.abs(starts - seed_xyz).max() <= cfg.seeded_box_mm / 2 + 0.7
+    # a shift limit of ~0: every prediction falls back to the registration's landmark
+    assert df["fallback"].tolist() == [1, 1]
+    np.testing.assert_allclose(io.points_of(df), io.points_of(seeds), atol=1e-4)
+    io.write_landmarks(seeds.iloc[:1], tmp_path / "one.csv")
+    with pytest.raises(io.InputError, match=r"one.csv: no landmark\(s\) 2"):
+        pipeline.redetect_landmarks(folder.path, tmp_path / "trained", "seeded", 2, tmp_path / "s2.csv", tmp_path / "e2.tsv",
+                                    tmp_path / "t2.tsv", device="cpu", seed_landmarks=tmp_path / "one.csv")
+    assert not (tmp_path / "s2.csv").exists()

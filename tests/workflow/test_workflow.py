@@ -37,7 +37,8 @@ def test_real_run_produces_every_output(tiny_run):
     assert set(table["patient"]) == {"tiny01"} and len(table) == len(synthetic.DEMO_SPEC)
     assert (wd / "results" / "benchmarks" / "make_demo_patient" / "tiny01.tsv").exists()
     lm_dir = wd / "results" / "tiny01" / "landmarks"
-    methods = ["agent_baseline", "agent_guided", "ants_affine", "ants_rigid", "ants_syn", "ants_syn_nomask", "identity", "pin"]
+    methods = ["agent_baseline", "agent_guided", "agent_seeded", "ants_affine", "ants_rigid", "ants_syn", "ants_syn_nomask",
+               "consensus", "identity", "pin"]
     assert sorted(p.stem for p in lm_dir.glob("*.csv")) == methods
     pre = io.read_image(wd / "resources" / "demo" / "tiny01" / "pre_t1ce.nii.gz")
     for p in lm_dir.glob("*.csv"):
@@ -47,6 +48,13 @@ def test_real_run_produces_every_output(tiny_run):
     assert {"spread_mm", "fallback"} <= set(agents.columns)
     ends = pd.read_csv(wd / "results" / "tiny01" / "agents" / "guided_endpoints.tsv", sep="\t")
     assert len(ends) == 3 * TINY["agent"]["n_starts"]
+    seeded = pd.read_csv(wd / "results" / "tiny01" / "agents" / "seeded_endpoints.tsv", sep="\t", dtype={"landmark": str})
+    ants = io.read_landmarks(lm_dir / "ants_syn.csv").set_index("landmark")
+    first = seeded[seeded["start"] == 0].set_index("landmark")[["start_x", "start_y", "start_z"]]
+    assert np.abs(first.to_numpy() - ants.loc[first.index, ["x", "y", "z"]].to_numpy()).max() < 1.0  # started at ANTs'
+    consensus = io.read_landmarks(lm_dir / "consensus.csv")
+    assert {"uncertainty_mm", "flag", "rule", "methods"} <= set(consensus.columns)
+    assert set(consensus["flag"]) <= {"0", "1"} and consensus["methods"].str.startswith("ants_syn").all()
     pin_ends = pd.read_csv(wd / "results" / "tiny01" / "pin" / "endpoints.tsv", sep="\t")
     assert len(pin_ends) == 3 * TINY["pin"]["n_starts"] and (pin_ends["steps"] == TINY["pin"]["iterations"]).all()
     # landmark-based rigid fit: identity is the image-based rigid registration itself, so it fits exactly
@@ -59,7 +67,9 @@ def test_real_run_produces_every_output(tiny_run):
     residuals = pd.read_csv(wd / "results" / "cohort" / "rigid_residuals.tsv", sep="\t")
     assert len(residuals) == 3 * len(fits)
     summary = pd.read_csv(wd / "results" / "cohort" / "summary.tsv", sep="\t")
-    assert set(summary["method"]) == set(methods) | {"rater_expert2"}
+    assert set(summary["method"]) == set(methods) | {"rater_expert2"} and summary["method"].iloc[0] == "consensus"
+    flags = summary.set_index("method").loc["consensus", ["flagged", "flag_catch", "flag_false_alarm"]]
+    assert flags["flagged"] == int(consensus["flag"].astype(int).sum())
     jac = summary.set_index("method")["nonpositive_jacobian"]
     assert 0 <= jac["ants_syn"] < 0.01  # the SyN warp barely folds, and the share is reported
     errors = pd.read_csv(wd / "results" / "cohort" / "errors.tsv", sep="\t")
@@ -170,10 +180,11 @@ def test_cohort_without_ground_truth_runs_to_the_report(tmp_path):
     _drop_rows(wd, lambda r: not (r["timepoint"] == "pre" and r["kind"] == "landmarks"))
     _run_workdir(wd)
     cohort = wd / "results" / "cohort"
-    methods = {"identity", "ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask", "agent_baseline", "agent_guided", "pin"}
+    methods = {"identity", "ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask", "agent_baseline", "agent_guided",
+               "agent_seeded", "pin", "consensus"}
     pred = pd.read_csv(cohort / "predictions.tsv", sep="\t", dtype={"landmark": str})
     assert set(pred["method"]) == methods
-    assert (pred.groupby("method")["landmark"].apply(sorted) == pd.Series([["1", "2", "3"]] * 8, index=sorted(methods))).all()
+    assert (pred.groupby("method")["landmark"].apply(sorted) == pd.Series([["1", "2", "3"]] * 10, index=sorted(methods))).all()
     assert pred.loc[pred["method"] != "identity", "disagreement_mm"].notna().all()
     summary = pd.read_csv(cohort / "summary.tsv", sep="\t").set_index("method")
     assert set(summary.index) == methods and (summary["n"] == 0).all() and summary["mean_mm"].isna().all()
@@ -198,12 +209,14 @@ def test_one_landmark_no_resection_mask_no_ants_runs_to_the_report(tmp_path):
     _run_workdir(wd)
     cohort = wd / "results" / "cohort"
     summary = pd.read_csv(cohort / "summary.tsv", sep="\t").set_index("method")
-    assert set(summary.index) == {"identity", "agent_baseline", "pin", "rater_expert2"}
+    assert set(summary.index) == {"identity", "agent_baseline", "pin", "rater_expert2", "consensus"}  # no agent_seeded
     assert (summary["n"] == 1).all() and summary["mean_mm"].notna().all()
     fits = pd.read_csv(cohort / "rigid_fit.tsv", sep="\t")
     assert fits["status"].str.contains("at least 3 landmarks").all()  # reported, not fatal
     warnings = pd.read_csv(cohort / "warnings.tsv", sep="\t")["warning"]
     assert warnings.str.contains("guided agent is skipped").any()
+    consensus = io.read_landmarks(wd / "results" / "one01" / "landmarks" / "consensus.csv")
+    assert consensus["rule"].tolist() in (["agents_only"], ["no_method"]) and consensus["flag"].tolist() == ["1"]
     assert (cohort / "report.html").stat().st_size > 20_000
 
 
@@ -278,7 +291,7 @@ def test_a_detection_setting_reruns_detection_and_not_training(tiny_run, tmp_pat
     jobs, out = _dry_run_jobs(wd)
     rules = [r for r, _ in jobs]
     assert "train_agents" not in rules and "train_pin" not in rules, out[-3000:]
-    assert rules.count("redetect") == 2 and "redetect_pin" in rules and "build_report" in rules
+    assert rules.count("redetect") == 2 and "redetect_seeded" in rules and "redetect_pin" in rules and "build_report" in rules
     # and the redetection uses the config's value, not the model's
     run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2",
          "results/tiny01/landmarks/pin.csv"])

@@ -42,3 +42,26 @@ rule redetect:
         "../../envs/agent.yaml"
     script:
         "../../scripts/redetect.py"
+
+
+rule redetect_seeded:
+    # method agent_seeded: the trained agents started at ANTs SyN's landmark (no training of their own)
+    input:
+        preproc="results/{patient}/preproc",
+        models="results/{patient}/agents/trained",
+        seeds="results/{patient}/landmarks/ants_syn.csv",
+    output:
+        landmarks="results/{patient}/landmarks/agent_seeded.csv",
+        ends="results/{patient}/agents/seeded_endpoints.tsv",
+        trajectories="results/{patient}/agents/seeded_trajectories.tsv",
+    params:
+        seed=config["seed"],
+        device=config["agent"].get("device", "auto"),
+        detection=AGENT_DETECTION,
+    log:
+        "results/logs/redetect/{patient}/seeded.log",
+    threads: 2
+    conda:
+        "../../envs/agent.yaml"
+    script:
+        "../../scripts/redetect.py"

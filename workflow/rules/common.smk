@@ -81,6 +81,8 @@ def agent_variants(patient):
 
 
 ANTS_METHODS = ["ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask"]
+if not is_activated("ants"):
+    logger.warning("agent_seeded is skipped: its agents start at ANTs SyN's landmarks, and ants.activate is false")
 
 
 def patient_methods(patient):
@@ -90,7 +92,10 @@ def patient_methods(patient):
         methods += ANTS_METHODS
     if is_activated("pin"):
         methods.append("pin")
-    methods += [f"agent_{v}" for v in agent_variants(patient)]
+    variants = agent_variants(patient)
+    methods += [f"agent_{v}" for v in variants]
+    if variants and is_activated("ants"):
+        methods.append("agent_seeded")
     return methods + (["consensus"] if is_activated("consensus") else [])
 
 
@@ -105,6 +110,14 @@ def consensus_inputs(wildcards):
 def patient_method_landmarks(wildcards):
     """The landmark files of every method for one patient."""
     return [layout.landmarks(wildcards.patient, m) for m in patient_methods(wildcards.patient)]
+
+
+def radiomics_landmarks(wildcards):
+    """The landmark files radiomics extracts around: radiomics.methods (default the consensus), or all."""
+    wanted = config.get("radiomics", {}).get("methods", ["consensus"])
+    run = patient_methods(wildcards.patient)
+    chosen = run if "all" in wanted else [m for m in run if m in wanted]
+    return [layout.landmarks(wildcards.patient, m) for m in (chosen or run)]
 
 
 def method_landmarks(wildcards):

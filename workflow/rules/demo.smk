@@ -6,7 +6,7 @@ rule make_demo_patient:
     output:
         expand("resources/demo/{{patient}}/{file}", file=DEMO_FILES),
     params:
-        seed=config["seed"],
+        seed=config["demo"].get("seed", config["seed"]),
         landmarks=config["demo"]["landmarks"],
     log:
         "results/logs/make_demo_patient/{patient}.log",

@@ -4,7 +4,7 @@
 rule extract_radiomics:
     input:
         preproc="results/{patient}/preproc",
-        landmarks=patient_method_landmarks,
+        landmarks=radiomics_landmarks,
         params=workflow_file(config["radiomics"]["params"]),
     output:
         table="results/{patient}/radiomics.tsv",

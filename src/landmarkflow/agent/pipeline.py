@@ -29,6 +29,7 @@ from .train import AgentConfig, AgentSpec, Trainer, augmented_versions, seed_for
 log = logging.getLogger(__name__)
 
 VARIANTS = ("baseline", "guided")
+SEEDED = "seeded"  # the redetection of method agent_seeded (no agents of its own)
 
 
 def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None,
@@ -46,33 +47,12 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     patient = folder.patient
     mods = folder.resolve_modalities(cfg.modalities, "agent.modalities")
     post, affine = folder.stack("post", mods)
-    spacing = spatial.spacing_of(affine)
-    cavity = folder.lesion("post")
-    variants = VARIANTS if cavity is not None else ("baseline",)
     landmarks = [str(lm) for lm in folder.landmarks("post")["landmark"]]
-    brain = folder.mask("post", "brain")
     targets = {lm: folder.target(lm, affine) for lm in landmarks}
-    # one set of training volumes for all agents, or, with a warp about the landmark, one set per landmark
-    warped = cfg.warp_deg > 0 or cfg.warp_scale > 0 or cfg.warp_mm > 0
-    sets = landmarks if warped else [None]
-    blocks = [augmented_versions(post, brain, cavity, cfg.versions,
-                                 np.random.default_rng(seed_for(seed, patient, *([lm] if warped else []), "versions")),
-                                 cfg.fill_cavity, targets[lm][1] if warped else None, cfg.warp_deg, cfg.warp_scale,
-                                 cfg.warp_mm, spacing) for lm in sets]
-    agents = [(lm, v) for lm in landmarks for v in variants]
-    members = range(cfg.ensemble)
-    specs = []  # agent i's member j is spec i * ensemble + j
-    for lm, v in agents:
-        k = sets.index(lm if warped else None)
-        for j in members:
-            specs.append(AgentSpec(tuple(targets[lm][1]), member_seed(seed, patient, lm, v, j), v == "guided",
-                                   tuple(range(k * cfg.versions, (k + 1) * cfg.versions))))
     t0 = time.time()
-    trainer = Trainer(np.concatenate(blocks), specs, cfg, dev, mask=cavity, spacing=spacing,
-                      noise_seed=seed_for(seed, patient, "noise"))
-    log.info("%s: %d agents (%d landmarks x %s%s), %d training volumes of %s voxels, %d channels", patient, len(specs),
-             len(landmarks), "/".join(variants), f" x {cfg.ensemble} members" if cfg.ensemble > 1 else "",
-             trainer.vol.versions, "x".join(map(str, post.shape[1:])), len(mods))
+    trainer, agents, specs = patient_trainer(post, affine, folder.mask("post", "brain"), folder.lesion("post"),
+                                             {lm: t[1] for lm, t in targets.items()}, patient, cfg, seed, dev)
+    members = range(cfg.ensemble)
     resume = Path(str(out_dir).rstrip("/") + ".resume.pt")
     if resume.exists():
         try:
@@ -112,6 +92,36 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     log.info("%s: %d agents, %d updates each, in %.1f s on %s (%.1f s per agent)", patient, len(specs), cfg.updates,
              seconds, dev, seconds / len(specs))
     return states
+
+
+def patient_trainer(post: np.ndarray, affine: np.ndarray, brain, cavity, targets: dict, patient: str, cfg: AgentConfig,
+                    seed: int, device="cpu") -> tuple[Trainer, list, list]:
+    """The batched trainer of a patient's agents (not yet trained): ``post`` (C, X, Y, Z), ``targets``
+    {landmark: voxel position}; returns (trainer, agents [(landmark, variant)], specs), agent i's member j
+    being spec ``i * cfg.ensemble + j``. Variants: both with a cavity, else the baseline."""
+    spacing = spatial.spacing_of(affine)
+    variants = VARIANTS if cavity is not None else ("baseline",)
+    landmarks = list(targets)
+    # one set of training volumes for all agents, or, with a warp about the landmark, one set per landmark
+    warped = cfg.warp_deg > 0 or cfg.warp_scale > 0 or cfg.warp_mm > 0
+    sets = landmarks if warped else [None]
+    blocks = [augmented_versions(post, brain, cavity, cfg.versions,
+                                 np.random.default_rng(seed_for(seed, patient, *([lm] if warped else []), "versions")),
+                                 cfg.fill_cavity, targets[lm] if warped else None, cfg.warp_deg, cfg.warp_scale,
+                                 cfg.warp_mm, spacing) for lm in sets]
+    agents = [(lm, v) for lm in landmarks for v in variants]
+    specs = []
+    for lm, v in agents:
+        k = sets.index(lm if warped else None)
+        for j in range(cfg.ensemble):
+            specs.append(AgentSpec(tuple(targets[lm]), member_seed(seed, patient, lm, v, j), v == "guided",
+                                   tuple(range(k * cfg.versions, (k + 1) * cfg.versions))))
+    trainer = Trainer(np.concatenate(blocks), specs, cfg, device, mask=cavity, spacing=spacing,
+                      noise_seed=seed_for(seed, patient, "noise"))
+    log.info("%s: %d agents (%d landmarks x %s%s), %d training volumes of %s voxels, %d channels", patient, len(specs),
+             len(landmarks), "/".join(variants), f" x {cfg.ensemble} members" if cfg.ensemble > 1 else "",
+             trainer.vol.versions, "x".join(map(str, post.shape[1:])), post.shape[0])
+    return trainer, agents, specs
 
 
 def member_seed(seed: int, patient: str, landmark: str, variant: str, member: int) -> int:
@@ -161,9 +171,14 @@ def load_members(path, device="cpu") -> tuple[list[DuelingQNet], dict]:
 
 
 def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, out_ends, out_traj,
-                       device: str = "auto", threads: int | None = None, detection: dict | None = None) -> pd.DataFrame:
+                       device: str = "auto", threads: int | None = None, detection: dict | None = None,
+                       seed_landmarks=None) -> pd.DataFrame:
     """Redetect every landmark of a variant in the pre-op scan from the fixed start points; ``models``: the
     trained folder of :func:`train_agents` (or the model files).
+
+    Variant ``seeded`` (method ``agent_seeded``): the guided agents (the baseline ones without a resection
+    mask) start in a box of ``seeded_box_mm`` centred on each landmark of ``seed_landmarks`` (a landmark file
+    in pre-op world mm: ANTs SyN's), and fall back to that landmark beyond ``seeded_max_shift_mm``.
 
     Writes ``landmark,x,y,z,spread_mm,fallback`` (pre-op world RAS mm), the end
     point of every start (``out_ends``) and every trajectory (``out_traj``).
@@ -175,23 +190,37 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     dev = setup_device(device, threads)
     folder = PreprocFolder(preproc_dir)
     start_lm = folder.landmarks("post")
+    ids = [str(lm) for lm in start_lm["landmark"]]
     tumour = folder.lesion("pre")
+    seeded = variant == SEEDED
+    agents = variant
+    if seeded:
+        if seed_landmarks is None:
+            raise ValueError("the seeded redetection needs the registration's landmarks (seed_landmarks)")
+        agents = "guided" if folder.has_lesion() and all(
+            (Path(models) / layout.model_name(lm, "guided")).is_file() for lm in ids) else "baseline"
+        start_lm = io.read_landmarks(seed_landmarks)
+        missing = [lm for lm in ids if lm not in set(start_lm["landmark"])]
+        if missing:
+            raise InputError(f"{seed_landmarks}: no landmark(s) {', '.join(missing)} to start the seeded agents from")
+        log.info("seeded redetection: the %s agents from %s", agents, seed_landmarks)
     rows, ends, trajs = [], [], []
-    for path in model_paths(models, [str(lm) for lm in start_lm["landmark"]], variant):
+    for path in model_paths(models, ids, agents):
         nets, state = load_members(path, dev)
         cfg = dataclasses.replace(AgentConfig(**state["config"]), **(detection or {}))
-        if state["variant"] != variant:
+        if state["variant"] != agents:
             raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
         pre, affine = folder.stack("pre", state["modalities"], cfg.test_smooth_mm)
         spacing = spatial.spacing_of(affine)
         lid = state["landmark"]
-        centre_world, starts = landmark_starts(start_lm, lid, affine, cfg.n_starts, cfg.box_mm, seed)
-        forbidden = tumour if (variant == "guided" and cfg.guide_test) else None
+        box, max_shift = (cfg.seeded_box_mm, cfg.seeded_max_shift_mm) if seeded else (cfg.box_mm, cfg.max_shift_mm)
+        centre_world, starts = landmark_starts(start_lm, lid, affine, cfg.n_starts, box, seed)
+        forbidden = tumour if (agents == "guided" and cfg.guide_test) else None
         t0 = time.time()
         det = pool([redetect(net, pre, starts, cfg.patch, cfg.history, cfg.scales, cfg.max_test_steps, forbidden, spacing, dev)
                     for net in nets], spacing)
         seconds = time.time() - t0
-        rec = detection_records(lid, det, np.concatenate([starts] * len(nets)), affine, centre_world, cfg.max_shift_mm,
+        rec = detection_records(lid, det, np.concatenate([starts] * len(nets)), affine, centre_world, max_shift,
                                 seconds, variant)
         rows.append(rec[0])
         ends += rec[1]
@@ -207,8 +236,9 @@ def detection_records(lid: str, det, starts: np.ndarray, affine: np.ndarray, cen
     shift = float(np.linalg.norm(pred - centre_world))
     fallback = shift > max_shift_mm
     if fallback:
-        log.warning("landmark %s (%s): prediction %.1f mm from the start centre; keeping the rigidly aligned position",
-                    lid, label, shift)
+        log.warning("landmark %s (%s): prediction %.1f mm from the start centre (more than %g mm); keeping the start "
+                    "centre (%s)", lid, label, shift, max_shift_mm,
+                    "the registration's landmark" if label == SEEDED else "the rigidly aligned position")
         pred = centre_world
     row = {"landmark": lid, "x": pred[0], "y": pred[1], "z": pred[2], "spread_mm": float(det.spread_vox.mean()),
            "fallback": int(fallback), "seconds": round(seconds, 3)}

@@ -64,6 +64,8 @@ class AgentConfig:
     max_shift_mm: float = 10.0  # test: a prediction farther than this from the start box centre falls back to it
     guide_test: bool = True  # guided agent at test time: no steps into the pre-op tumour mask
     test_smooth_mm: float = 1.0  # test: Gaussian smoothing (sigma, mm) of the pre-op scan, to the post-op scan's coarser look
+    seeded_box_mm: float = 10.0  # agent_seeded: start box edge around the registration's landmark
+    seeded_max_shift_mm: float = 5.0  # agent_seeded: farther than this from the registration's landmark falls back to it
     modalities: list = field(default_factory=list)  # channels; empty = the reference modality only
 
     def to_dict(self) -> dict:
