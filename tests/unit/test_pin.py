@@ -89,6 +89,30 @@ def test_training_finds_a_bright_blob_from_every_start():
     assert det.trajectories.shape == (cfg.iterations + 1, 20, 3)
 
 
+@pytest.mark.slow
+def test_finds_the_landmark_in_a_rigidly_shifted_renoised_copy_from_every_start():
+    """Issue 16: the blob test is too easy (a bright spot to climb). Here a smooth random texture, no
+    blob: trained on the volume, PIN must find the landmark in a copy shifted by (3, -2, 2) voxels and
+    re-noised, from all 20 starts of the box around the shifted landmark. A sign, axis or unit error of
+    the displacement, or a plane mixed up with another, fails it."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng(0)
+    shape = (56, 56, 56)
+    vol = ndimage.gaussian_filter(rng.standard_normal(shape), 2.5).astype(np.float32)
+    vol = (vol - vol.min()) / (vol.max() - vol.min())
+    target, shift = np.array([28, 26, 29]), np.array([3, -2, 2])
+    moved = np.roll(vol, shift, axis=(0, 1, 2)) + rng.normal(0, 0.02, shape).astype(np.float32)
+    cfg = PinConfig(patch=15, scales=[2, 1], box_mm=20, updates=600, batch=64, versions=1, iterations=10, width=16)
+    trainer = PinTrainer(vol[None, None], target, cfg, seed=1)
+    trainer.train(log_every=10**9)
+    starts = detect.start_points(target + shift, 20, cfg.box_mm, (1, 1, 1), seed=2)
+    det = localise(trainer.net, cfg, moved[None], starts)
+    err = np.linalg.norm(det.ends - (target + shift), axis=1)
+    assert np.all(err <= 2.0), err
+    assert np.linalg.norm(starts - (target + shift), axis=1).mean() > 3 * err.mean()  # the starts were far
+
+
 def test_same_seed_same_training_on_cpu():
     vol = _blob_volume(shape=(32, 32, 32), target=(16, 15, 17))
     cfg = PinConfig(patch=11, scales=[2, 1], box_mm=16, updates=20, batch=16, width=8)
