@@ -85,6 +85,27 @@ def errors(det_centre, det_ends, truth, spacing):
     return err, within
 
 
+def patients(args, cfg):
+    """Per patient: the PIN modalities of both time points, masks, affine, landmark voxels (post-op, true pre-op)."""
+    if args.npz:
+        for path in sorted(args.npz.glob("*.npz")):
+            yield dict(np.load(path)) | {"patient": path.stem}
+        return
+    folders = [PreprocFolder(p) for p in sorted(args.results.glob("*/preproc")) if (p / "preproc.json").exists()]
+    if not folders:
+        sys.exit(f"no preprocessed patients under {args.results} (run `make demo` first)")
+    for folder in folders:
+        mods = folder.resolve_modalities(cfg.modalities, "pin.modalities")
+        post, affine = folder.stack("post", mods)
+        pre, _ = folder.stack("pre", mods)
+        ids = [str(x) for x in folder.landmarks("post")["landmark"]]
+        truth = folder.landmarks("pre").set_index("landmark").loc[ids]
+        yield {"patient": folder.patient, "post": post, "pre": pre, "affine": affine, "ids": np.array(ids),
+               "brain": folder.mask("post", "brain"), "cavity": folder.lesion("post"), "pre_brain": folder.mask("pre", "brain"),
+               "tumour": folder.lesion("pre"), "target": np.stack([folder.target(lm, affine)[1] for lm in ids]),
+               "truth": spatial.world_to_voxel(truth[["x", "y", "z"]].to_numpy(float), affine)}
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--results", type=Path, default=ROOT / "results")
@@ -94,6 +115,8 @@ def main():
     ap.add_argument("--smooth-mm", type=float, default=1.0, help="test-time smoothing of the pre-op scan (sigma, mm)")
     ap.add_argument("--near-mm", type=float, default=20.0, help="edge of the smaller test start box (mm)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--export", type=Path, help="write the patients' arrays (.npz) here and stop (for a machine without NIfTI readers)")
+    ap.add_argument("--npz", type=Path, help="read the patients from this folder of --export files instead of --results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     settings = yaml.safe_load(args.config.read_text())["pin"]
@@ -101,11 +124,17 @@ def main():
         k, v = kv.split("=", 1)
         settings[k] = yaml.safe_load(v)
     cfg = PinConfig.from_settings(settings)
-    folders = [PreprocFolder(p) for p in sorted(args.results.glob("*/preproc")) if (p / "preproc.json").exists()]
-    if not folders:
-        sys.exit(f"no preprocessed patients under {args.results} (run `make demo` first)")
+    data = list(patients(args, cfg))
+    if args.export:
+        args.export.mkdir(parents=True, exist_ok=True)
+        for d in data:
+            arrays = {k: (v.astype(np.float16) if k in ("post", "pre") else v) for k, v in d.items() if k != "patient"}
+            np.savez_compressed(args.export / f"{d['patient']}.npz", **arrays)  # images as float16: rounding 5e-4
+        print(f"wrote {len(data)} patients to {args.export}")
+        return
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
     seeds = [int(s) for s in args.seeds.split(",")]
-    print(f"PIN diagnosis: {len(folders)} patients, seeds {seeds}, settings {' '.join(args.set) or 'as configured'}")
+    print(f"PIN diagnosis: {len(data)} patients, seeds {seeds}, settings {' '.join(args.set) or 'as configured'}, {dev}")
     sm = f"pre_smooth{args.smooth_mm:g}"
     near = f"pre_near{args.near_mm:g}_median"
     conds = ["post", "moved", "acquired", "pre", sm, "pre_median", near, "pre_tumour_filled"]
@@ -115,20 +144,17 @@ def main():
     initial_all = []
     for seed in seeds:
         errs = {c: [] for c in conds}
-        for folder in folders:
-            mods = folder.resolve_modalities(cfg.modalities, "pin.modalities")
-            post, affine = folder.stack("post", mods)
-            pre, pre_affine = folder.stack("pre", mods)
-            pre_s, _ = folder.stack("pre", mods, args.smooth_mm)
+        for d in data:
+            post, affine, pre = d["post"].astype(np.float32), d["affine"], d["pre"].astype(np.float32)
             sp = spatial.spacing_of(affine)
-            brain, cavity = folder.mask("post", "brain"), folder.lesion("post")
-            pre_filled = filled(pre, folder.mask("pre", "brain"), folder.lesion("pre"))
-            truth_pre = folder.landmarks("pre")
-            for lm in [str(x) for x in folder.landmarks("post")["landmark"]]:
-                _, target = folder.target(lm, affine)
-                s = seed_for(seed, folder.patient, lm, "pin")
+            pre_s = ndimage.gaussian_filter(pre, (0, *(args.smooth_mm / np.asarray(sp))))
+            brain, cavity = d["brain"], d["cavity"]
+            pre_filled = filled(pre, d["pre_brain"], d["tumour"])
+            for li, lm in enumerate(str(x) for x in d["ids"]):
+                target, t_pre = d["target"][li], d["truth"][li]
+                s = seed_for(seed, str(d["patient"]), lm, "pin")
                 versions = augmented_versions(post, brain, cavity, cfg.versions, np.random.default_rng(s), cfg.fill_cavity)
-                trainer = PinTrainer(versions, target, cfg, s, "cpu", sp)
+                trainer = PinTrainer(versions, target, cfg, s, dev, sp)
                 trainer.train(log_every=10**9)
                 net = trainer.net
                 rng = np.random.default_rng(s + 1)
@@ -136,8 +162,6 @@ def main():
                 moved = renoise(moved, rng)
                 cases = {"post": (post, target, target), "moved": (moved, moved_target, moved_target),
                          "acquired": (acquired_copy(post, rng), target, target)}
-                row = truth_pre[truth_pre["landmark"] == lm]
-                t_pre = spatial.world_to_voxel(row[["x", "y", "z"]].to_numpy(float)[0], pre_affine)
                 cases["pre"] = (pre, target, t_pre)
                 cases[sm] = (pre_s, target, t_pre)
                 cases["pre_tumour_filled"] = (pre_filled, target, t_pre)
@@ -146,21 +170,21 @@ def main():
                     initial_all.append(initial)
                 for c, (vol, centre, truth) in cases.items():
                     starts = start_points(np.asarray(centre), cfg.n_starts, cfg.box_mm, sp, seed)
-                    det = localise(net, cfg, vol, starts, sp)
+                    det = localise(net, cfg, vol, starts, sp, dev)
                     e, w = errors(det.centre, det.ends, truth, sp)
                     errs[c].append(e)
                     within[c].append(w)
                     if c == "pre":  # the same network and scan, other test-time rules: the median of the end points
                         for c2, box in (("pre_median", cfg.box_mm), (near, args.near_mm)):
                             d2 = det if box == cfg.box_mm else localise(net, cfg, vol, start_points(
-                                np.asarray(centre), cfg.n_starts, box, sp, seed), sp)
+                                np.asarray(centre), cfg.n_starts, box, sp, seed), sp, dev)
                             e2, w2 = errors(np.median(d2.ends, axis=0), d2.ends, truth, sp)
                             errs[c2].append(e2)
                             within[c2].append(w2)
                             better[c2].append(e2 < initial)
                     if c.startswith("pre"):
                         better[c].append(e < initial)
-                print(f"  seed {seed} {folder.patient}/{lm}: initial {initial:.2f} mm; "
+                print(f"  seed {seed} {d['patient']}/{lm}: initial {initial:.2f} mm; "
                       + " ".join(f"{c} {errs[c][-1]:.2f}" for c in conds), flush=True)
         for c in conds:
             per_seed[c].append(errs[c])

@@ -197,7 +197,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     if seeded:
         if seed_landmarks is None:
             raise ValueError("the seeded redetection needs the registration's landmarks (seed_landmarks)")
-        agents = "guided" if folder.has_lesion() and all(
+        agents = "guided" if Path(models).is_dir() and all(
             (Path(models) / layout.model_name(lm, "guided")).is_file() for lm in ids) else "baseline"
         start_lm = io.read_landmarks(seed_landmarks)
         missing = [lm for lm in ids if lm not in set(start_lm["landmark"])]
