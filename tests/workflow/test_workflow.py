@@ -109,6 +109,17 @@ def test_config_typo_is_caught(tmp_path):
     assert "seeed" in res.stdout + res.stderr
 
 
+def test_consensus_settings_that_contradict_each_other_are_caught(tmp_path):
+    wd = _workdir(tmp_path, ["x01"])
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    cfg["consensus"].update(agree_mm=4.0, overrule_mm=3.0)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    res = run(["-n", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml")], check=False)
+    out = res.stdout + res.stderr
+    assert res.returncode != 0
+    assert "config: consensus: expected 0 < agree_mm (4.0) <= overrule_mm (3.0)" in out and "Traceback" not in out, out[-2000:]
+
+
 def test_modality_the_cohort_lacks_is_caught_before_any_job(tmp_path):
     wd = _workdir(tmp_path, ["x01"])
     cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())

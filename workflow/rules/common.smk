@@ -13,11 +13,16 @@ sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when
 
 from landmarkflow import layout
 from landmarkflow import manifest as mf
+from landmarkflow.consensus import ConsensusConfig
 from landmarkflow.io import InputError
 from landmarkflow.settings import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, split_settings
 
 
 validate(config, schema="../schemas/config.schema.yaml")
+try:  # what the schema cannot say: relations between settings
+    ConsensusConfig.from_settings(config.get("consensus", {}))
+except ValueError as err:
+    raise WorkflowError(f"config: {err}") from None
 
 DEMO_DIR = "resources/demo"
 
