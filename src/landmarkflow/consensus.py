@@ -43,6 +43,8 @@ from . import io
 log = logging.getLogger(__name__)
 
 COLUMNS = ["landmark", "x", "y", "z", "uncertainty_mm", "flag", "rule", "methods"]
+#: the summary's columns of :func:`flag_statistics`
+FLAG_COLUMNS = ["method", "flagged", "flag_catch", "flag_false_alarm"]
 
 
 @dataclass
@@ -148,11 +150,11 @@ def flag_statistics(err: pd.DataFrame, threshold_mm: float = 3.0) -> pd.DataFram
     share of the flagged landmarks whose error is at most ``threshold_mm``, ``flagged`` = their number."""
     rows = []
     if "flag" not in err.columns:
-        return pd.DataFrame(columns=["method", "flagged", "flag_catch", "flag_false_alarm"])
+        return pd.DataFrame(columns=FLAG_COLUMNS)
     for method, g in err[err["flag"].notna()].groupby("method", sort=False):
         flag = g["flag"].astype(bool).to_numpy()
         bad = g["error_mm"].to_numpy() > threshold_mm
         rows.append({"method": method, "flagged": int(flag.sum()),
                      "flag_catch": float(flag[bad].mean()) if bad.any() else np.nan,
                      "flag_false_alarm": float((~bad[flag]).mean()) if flag.any() else np.nan})
-    return pd.DataFrame(rows, columns=["method", "flagged", "flag_catch", "flag_false_alarm"])
+    return pd.DataFrame(rows, columns=FLAG_COLUMNS)

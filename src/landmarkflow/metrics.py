@@ -122,8 +122,6 @@ def errors(pred: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 #: a method has none), then what is known without ground truth, over every predicted landmark
 ERROR_COLUMNS = ["n", "mean_mm", "median_mm", "std_mm", "norm_mean", "norm_median", "robustness", "over_5mm"]
 PREDICTION_COLUMNS = ["landmarks", "median_shift_mm", "median_disagreement_mm", "spread_mm", "fallbacks"]
-#: the consensus's flag against errors above ``flag_error_mm`` (:func:`.consensus.flag_statistics`)
-FLAG_COLUMNS = ["flagged", "flag_catch", "flag_false_alarm"]
 
 def is_compared(method: str) -> bool:
     """Is ``method`` one of the predictions compared with each other? (``identity`` is the starting point,

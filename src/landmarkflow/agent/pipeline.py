@@ -152,12 +152,6 @@ def model_paths(models, landmarks, variant: str | None = None) -> list[Path]:
     return paths
 
 
-def load_model(path, device="cpu") -> tuple[DuelingQNet, dict]:
-    """The (first) network of a model file and the file's content."""
-    nets, state = load_members(path, device)
-    return nets[0], state
-
-
 def load_members(path, device="cpu") -> tuple[list[DuelingQNet], dict]:
     """Every ensemble member's network of a model file (one for a single agent) and the file's content."""
     state = torch.load(path, map_location=device, weights_only=False)
