@@ -26,7 +26,7 @@ include: "workflow/rules/report.smk"
 
 rule all:
     input:
-        "results/cohort/report.html",
-        "results/cohort/summary.tsv",
-        expand("results/{patient}/slicer", patient=PATIENTS),
+        layout.cohort("report.html"),
+        layout.cohort("summary.tsv"),
+        expand(layout.slicer("{patient}"), patient=PATIENTS),
     default_target: True

@@ -29,15 +29,15 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from landmarkflow.agent.detect import redetect, start_points  # noqa: E402
-from landmarkflow.agent.env import LandmarkEnv, PatchVolume  # noqa: E402
-from landmarkflow.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions  # noqa: E402
-from landmarkflow.pin import PinConfig, PinTrainer, localise  # noqa: E402
+from landmarkflow.detect.agent.detect import redetect, start_points  # noqa: E402
+from landmarkflow.detect.agent.env import LandmarkEnv, PatchVolume  # noqa: E402
+from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions  # noqa: E402
+from landmarkflow.detect.pin import PinConfig, PinTrainer, localise  # noqa: E402
 
 
 def load(preproc):
     """The reference modality of a preprocessed patient, its cavity and its first post-op landmark (voxels)."""
-    from landmarkflow.preproc_folder import PreprocFolder
+    from landmarkflow.cohort.preproc_folder import PreprocFolder
 
     folder = PreprocFolder(preproc)
     post = folder.image("post", folder.reference_modality)

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT / "src"))
 
 
 def export(args):
-    from landmarkflow import io, spatial
-    from landmarkflow.preproc_folder import PreprocFolder
+    from landmarkflow.imaging import spatial
+    from landmarkflow.io.landmarks import read_landmarks
+    from landmarkflow.cohort.preproc_folder import PreprocFolder
     import yaml
 
     agent = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["agent"]
@@ -46,7 +47,7 @@ def export(args):
             df = df.set_index("landmark").loc[ids]
             return spatial.world_to_voxel(df[["x", "y", "z"]].to_numpy(float), aff)
 
-        ants = io.read_landmarks(args.results / f.patient / "landmarks" / "ants_syn.csv")
+        ants = read_landmarks(args.results / f.patient / "landmarks" / "ants_syn.csv")
         np.savez_compressed(args.out / f"{f.patient}.npz", post=post.astype(np.float16), pre=pre.astype(np.float16),
                             brain=np.packbits(f.mask("post", "brain")), cavity=np.packbits(f.lesion("post")),
                             tumour=np.packbits(f.lesion("pre")), shape=np.array(post.shape[1:]), affine=aff,
@@ -58,10 +59,10 @@ def train(args):
     import torch
     import yaml
 
-    from landmarkflow import spatial
-    from landmarkflow.agent.detect import pool, redetect, start_points
-    from landmarkflow.agent.pipeline import patient_trainer
-    from landmarkflow.agent.train import AgentConfig
+    from landmarkflow.imaging import spatial
+    from landmarkflow.detect.agent.detect import pool, redetect, start_points
+    from landmarkflow.detect.agent.pipeline import patient_trainer
+    from landmarkflow.detect.agent.train import AgentConfig
 
     settings = {k: v for k, v in yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["agent"].items() if k != "device"}
     K = args.ensemble
@@ -109,7 +110,7 @@ def train(args):
 def report(args):
     import pandas as pd
 
-    from landmarkflow.consensus import ConsensusConfig, decide
+    from landmarkflow.detect.consensus import ConsensusConfig, decide
 
     d = pd.DataFrame(json.loads(Path(args.study).read_text()))
     d["over3"] = d["error"] > 3

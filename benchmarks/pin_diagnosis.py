@@ -32,11 +32,11 @@ from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from landmarkflow import spatial  # noqa: E402
-from landmarkflow.agent.detect import start_points  # noqa: E402
-from landmarkflow.agent.train import augmented_versions, seed_for  # noqa: E402
-from landmarkflow.pin import PinConfig, PinTrainer, localise  # noqa: E402
-from landmarkflow.preproc_folder import PreprocFolder  # noqa: E402
+from landmarkflow.imaging import spatial  # noqa: E402
+from landmarkflow.detect.agent.detect import start_points  # noqa: E402
+from landmarkflow.detect.agent.train import augmented_versions, seed_for  # noqa: E402
+from landmarkflow.detect.pin import PinConfig, PinTrainer, localise  # noqa: E402
+from landmarkflow.cohort.preproc_folder import PreprocFolder  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,13 +1,13 @@
-"""Snakemake adapter: the per-cohort HTML report (landmarkflow.report)."""
+"""Snakemake adapter: the per-cohort HTML report (landmarkflow.present.report)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.manifest import load_manifest  # noqa: E402
-from landmarkflow.report import ReportInputs, build_report  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.cohort.manifest import load_manifest  # noqa: E402
+from landmarkflow.present.report import ReportInputs, build_report  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     inp = snakemake.input  # noqa: F821

@@ -1,13 +1,14 @@
-"""Snakemake adapter: cohort errors and summary (landmarkflow.metrics)."""
+"""Snakemake adapter: cohort errors and summary (landmarkflow.evaluate.metrics)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.manifest import load_manifest  # noqa: E402
-from landmarkflow.metrics import evaluate_cohort  # noqa: E402
+from landmarkflow.core import layout  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.cohort.manifest import load_manifest  # noqa: E402
+from landmarkflow.evaluate.metrics import evaluate_cohort  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     evaluate_cohort(
@@ -17,7 +18,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         out_errors=snakemake.output.errors,  # noqa: F821
         out_summary=snakemake.output.summary,  # noqa: F821
         out_predictions=snakemake.output.predictions,  # noqa: F821
-        jacobian_files=[f"{d}/jacobian.tsv" for d in snakemake.input.ants],  # noqa: F821
+        jacobian_files=[layout.jacobian_table(d) for d in snakemake.input.ants],  # noqa: F821
         out_rigid=snakemake.output.rigid_fit,  # noqa: F821
         out_residuals=snakemake.output.rigid_residuals,  # noqa: F821
         flag_mm=snakemake.params.flag_mm,  # noqa: F821

@@ -1,13 +1,13 @@
-"""Snakemake adapter: every method's landmarks of a patient as 3D Slicer markups files (landmarkflow.markups)."""
+"""Snakemake adapter: every method's landmarks of a patient as 3D Slicer markups files (landmarkflow.present.review)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.markups import export_review  # noqa: E402
-from landmarkflow.preproc_folder import PreprocFolder  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.present.review import export_review  # noqa: E402
+from landmarkflow.cohort.preproc_folder import PreprocFolder  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     export_review(

@@ -1,12 +1,12 @@
-"""Snakemake adapter: generate one synthetic demo patient (landmarkflow.synthetic)."""
+"""Snakemake adapter: generate one synthetic demo patient (landmarkflow.demo.synthetic)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.synthetic import make_patient  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.demo.synthetic import make_patient  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     make_patient(

@@ -1,12 +1,12 @@
-"""Snakemake adapter: redetect a patient's landmarks with one agent variant, or seeded at ANTs' landmarks (landmarkflow.agent.pipeline)."""
+"""Snakemake adapter: redetect a patient's landmarks with one agent variant, or seeded at ANTs' landmarks (landmarkflow.detect.agent.pipeline)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.agent.pipeline import redetect_landmarks  # noqa: E402
-from landmarkflow.logutil import log_to  # noqa: E402
+from landmarkflow.detect.agent.pipeline import redetect_landmarks  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     redetect_landmarks(

@@ -1,12 +1,12 @@
-"""Snakemake adapter: localise a patient's landmarks with their PINs (landmarkflow.pin)."""
+"""Snakemake adapter: localise a patient's landmarks with their PINs (landmarkflow.detect.pin)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.pin import redetect_pin  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.detect.pin import redetect_pin  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     redetect_pin(

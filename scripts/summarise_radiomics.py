@@ -1,12 +1,12 @@
-"""Snakemake adapter: the cohort's differential radiomics table and summary (landmarkflow.radiomics)."""
+"""Snakemake adapter: the cohort's differential radiomics table and summary (landmarkflow.evaluate.radiomics)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.radiomics import cohort_radiomics  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.evaluate.radiomics import cohort_radiomics  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     cohort_radiomics(

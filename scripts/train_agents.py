@@ -1,17 +1,17 @@
-"""Snakemake adapter: train every agent of a patient in one batched job (landmarkflow.agent.pipeline)."""
+"""Snakemake adapter: train every agent of a patient in one batched job (landmarkflow.detect.agent.pipeline)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.agent.pipeline import train_agents  # noqa: E402
-from landmarkflow.agent.train import AgentConfig  # noqa: E402
-from landmarkflow.logutil import log_to  # noqa: E402
+from landmarkflow.detect.agent.pipeline import train_agents  # noqa: E402
+from landmarkflow.detect.agent.train import AgentConfig  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     settings = dict(snakemake.params.settings)  # noqa: F821
-    device = settings.pop("device", "auto")
+    device = settings.pop("device")
     train_agents(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
         cfg=AgentConfig(**settings),

@@ -1,12 +1,12 @@
-"""Snakemake adapter: the cohort's validated manifest and warnings, gathered from the patients' slices (landmarkflow.manifest)."""
+"""Snakemake adapter: the cohort's validated manifest and warnings, gathered from the patients' slices (landmarkflow.cohort.validation)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.manifest import gather_validation  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.cohort.validation import gather_validation  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     gather_validation(

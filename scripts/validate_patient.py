@@ -1,12 +1,12 @@
-"""Snakemake adapter: check one patient's files and write its manifest slice (landmarkflow.manifest)."""
+"""Snakemake adapter: check one patient's files and write its manifest slice (landmarkflow.cohort.validation)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.logutil import log_to  # noqa: E402
-from landmarkflow.manifest import validate_patient  # noqa: E402
+from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.cohort.validation import validate_patient  # noqa: E402
 
 with log_to(snakemake.log[0]):  # noqa: F821
     validate_patient(

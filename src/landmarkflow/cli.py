@@ -6,32 +6,32 @@ import argparse
 import sys
 
 from . import __version__
-from .io import InputError
-from .logutil import setup_cli
+from .core.errors import InputError
+from .core.logutil import setup_cli
 
 
 def _demo(args) -> None:
-    from . import synthetic
+    from .core.files import write_table
+    from .demo import synthetic
 
     for patient in args.patients:
         synthetic.make_patient(patient, args.out, seed=args.seed, n_landmarks=args.landmarks)
     if args.manifest:
-        from . import io
-
-        io.write_table(synthetic.manifest_rows(args.patients, args.out, args.manifest.parent), args.manifest)
+        write_table(synthetic.manifest_rows(args.patients, args.out, args.manifest.parent), args.manifest)
 
 
 def _validate(args) -> None:
-    from . import manifest
+    from .cohort.manifest import load_manifest
+    from .cohort.validation import validate_contents
 
-    m = manifest.validate_contents(manifest.load_manifest(args.manifest, annotator=args.annotator), args.unmatched_truth)
+    m = validate_contents(load_manifest(args.manifest, annotator=args.annotator), args.unmatched_truth)
     print(f"{args.manifest}: {len(m.patients)} patient(s), {len(m.table)} file(s), all checks passed")
     for w in m.warnings:
         print(f"warning: {w}")
 
 
 def _seeds(args) -> None:
-    from . import seeds
+    from .evaluate import seeds
 
     table = seeds.run_seeds(args.seeds.split(","), args.cores, args.snakemake_args, args.results)
     print(f"accuracy over seeds {args.seeds} (written to {args.results}/seeds/summary.tsv):")
@@ -39,7 +39,7 @@ def _seeds(args) -> None:
 
 
 def _brats(args) -> None:
-    from . import brats
+    from .io import brats
 
     df = brats.make_manifest(args.folder, args.out, annotator=args.annotator)
     print(f"wrote {args.out}/cohort.tsv: {df['patient'].nunique()} case(s), {len(df)} row(s)")

@@ -6,11 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from landmarkflow.agent import detect
-from landmarkflow.agent.env import ACTIONS, LandmarkEnv, PatchVolume
-from landmarkflow.agent.network import DuelingQNet
-from landmarkflow.agent.replay import PositionReplay
-from landmarkflow.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions, warp_about
+from landmarkflow.detect.agent import detect
+from landmarkflow.detect.agent.env import ACTIONS, LandmarkEnv
+from landmarkflow.detect.patches import PatchVolume
+from landmarkflow.detect.agent.network import DuelingQNet
+from landmarkflow.detect.agent.replay import PositionReplay
+from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer
+from landmarkflow.detect.augment import augmented_versions, warp_about
+from landmarkflow.detect import search
 
 
 def _coords_volume(shape=(40, 36, 30)):
@@ -120,8 +123,8 @@ def test_dueling_network_shapes():
 
 
 def test_start_points_are_fixed_and_inside_the_box():
-    a = detect.start_points([50, 50, 50], 20, 50.0, (1, 1, 1), seed=3)
-    b = detect.start_points([50, 50, 50], 20, 50.0, (1, 1, 1), seed=3)
+    a = search.start_points([50, 50, 50], 20, 50.0, (1, 1, 1), seed=3)
+    b = search.start_points([50, 50, 50], 20, 50.0, (1, 1, 1), seed=3)
     assert np.array_equal(a, b) and a.shape == (20, 3)
     assert np.all(np.abs(a - 50) <= 25)
 
@@ -146,7 +149,7 @@ def test_training_finds_a_bright_blob_from_every_start():
     trainer = Trainer(vol[None, None], AgentSpec(target, seed=0), cfg)
     rows = trainer.train(log_every=100)[0]
     assert rows[-1]["success_rate"] > rows[0]["success_rate"] or rows[-1]["success_rate"] > 0.8
-    starts = detect.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
+    starts = search.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
     det = detect.redetect(trainer.network(0), vol[None], starts, cfg.patch, cfg.history, cfg.scales, 100)
     err = np.linalg.norm(det.ends - target, axis=1)
     assert np.all(err <= 2.0), err
@@ -228,15 +231,15 @@ def test_near_fraction_of_training_starts(fraction):
 
 
 def test_test_time_smoothing_of_the_pre_op_scan_is_in_mm(tmp_path):
-    from landmarkflow import io
-    from landmarkflow.preproc_folder import PreprocFolder
+    from landmarkflow.imaging.image import Image, write_image
+    from landmarkflow.cohort.preproc_folder import PreprocFolder
 
     spacing = np.array([1.0, 2.0, 0.5])
     data = np.zeros((31, 21, 61), np.float32)
     data[15, 10, 30] = 1000.0
     affine = np.diag([*spacing, 1.0])
     folder = PreprocFolder(tmp_path)
-    io.write_image(io.Image(data, affine), folder.image_path("pre", "t1ce"), dtype=np.float32)
+    write_image(Image(data, affine), folder.image_path("pre", "t1ce"), dtype=np.float32)
     raw, _ = folder.stack("pre", ["t1ce"])
     assert raw[0].max() == pytest.approx(1000.0)
     smooth, aff = folder.stack("pre", ["t1ce"], smooth_mm=1.5)
@@ -267,7 +270,7 @@ def test_training_logs_its_progress_with_an_eta(caplog):
 
     vol = _blob_volume(shape=(32, 32, 32), target=(16, 15, 17))
     cfg = AgentConfig(patch=13, box_mm=16, updates=40, n_envs=8, batch=16, warmup=64, versions=1, scales=[2, 1])
-    with caplog.at_level(logging.INFO, logger="landmarkflow.agent.train"):
+    with caplog.at_level(logging.INFO, logger="landmarkflow.detect.agent.train"):
         Trainer(vol[None, None], AgentSpec((16, 15, 17), seed=3), cfg).train(log_every=10)
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("update ")]
     assert [line.split()[1] for line in lines] == ["10/40", "20/40", "30/40", "40/40"]

@@ -7,15 +7,22 @@ import pandas as pd
 import pytest
 import torch
 
-from landmarkflow import io, layout, spatial
-from landmarkflow.agent import pipeline
-from landmarkflow.agent.env import LandmarkEnv, PatchVolume
-from landmarkflow.agent.network import DuelingQNet, StackedQNet
-from landmarkflow.agent.streams import AgentStreams
-from landmarkflow.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions
-from landmarkflow.preproc_folder import PreprocFolder
+from landmarkflow.core import layout
+from landmarkflow.imaging import spatial
+from landmarkflow.core.errors import InputError
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
+from landmarkflow.detect.agent import pipeline
+from landmarkflow.detect.agent.env import LandmarkEnv
+from landmarkflow.detect.patches import PatchVolume
+from landmarkflow.detect.agent.network import DuelingQNet, StackedQNet
+from landmarkflow.detect.agent.streams import AgentStreams
+from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer
+from landmarkflow.detect.augment import augmented_versions
+from landmarkflow.detect import search
+from landmarkflow.cohort.preproc_folder import PreprocFolder
 
 from test_agent import _blob_volume
+from testdata import write_preproc
 
 TINY = dict(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1])
 TINY_STARTS = AgentConfig().n_starts
@@ -88,7 +95,7 @@ def test_batched_training_gives_each_agent_its_network_trained_alone():
     assert not torch.equal(_params(batch.network(0)), _params(batch.network(2)))
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+@pytest.mark.gpu
 def test_cuda_batched_training_matches_the_cpu_within_tolerance(monkeypatch):
     """On a GPU the convolutions are grouped: the numbers differ in the last bits, the landmarks do not.
 
@@ -96,7 +103,7 @@ def test_cuda_batched_training_matches_the_cpu_within_tolerance(monkeypatch):
     draws (streams, noise bank) are the same on both devices. Over longer training a near tie between
     two actions can go the other way and the runs part (seen after 60 updates), as with any change
     in the order of float sums."""
-    from landmarkflow.agent import detect
+    from landmarkflow.detect.agent import detect
 
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
@@ -107,7 +114,7 @@ def test_cuda_batched_training_matches_the_cpu_within_tolerance(monkeypatch):
     gpu = Trainer(vol[None, None], specs, cfg, device="cuda")
     assert gpu.net.grouped
     gpu.train(log_every=10)
-    starts = detect.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
+    starts = search.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
     for b, spec in enumerate(specs):
         cpu = Trainer(vol[None, None], spec, cfg)
         cpu.train(log_every=10)
@@ -119,27 +126,17 @@ def test_cuda_batched_training_matches_the_cpu_within_tolerance(monkeypatch):
 
 def _preproc_folder(tmp_path, landmarks=((16, 15, 17), (22, 12, 20)), cavity=True) -> PreprocFolder:
     """A small preprocessed patient on an anisotropic, shifted grid: two modalities, brain and cavity masks, landmarks."""
-    folder = PreprocFolder(tmp_path / "preproc")
-    folder.path.mkdir()
-    folder.write_info({"patient": "P1", "reference_modality": "t1ce", "modalities": ["t1ce", "flair"],
-                       "primary_annotator": "expert", "post_to_pre": np.eye(4).tolist(), "rotation_deg": 0.0,
-                       "warnings": [], "timings_s": {}})
     affine = np.diag([1.0, 1.2, 0.9, 1.0])
     affine[:3, 3] = [-20.0, 5.0, 12.5]
     vol = _blob_volume(shape=(36, 34, 36), target=landmarks[0])
-    for tp in ("pre", "post"):
-        io.write_image(io.Image(vol, affine), folder.image_path(tp, "t1ce"))
-        io.write_image(io.Image(1 - vol, affine), folder.image_path(tp, "flair"))
-        io.write_image(io.Image((vol > 0.05).astype(np.uint8), affine), folder.mask_path(tp, "brain"))
-    if cavity:
-        hole = np.zeros(vol.shape, np.uint8)
-        hole[4:9, 4:9, 4:9] = 1
-        io.write_image(io.Image(hole, affine), folder.mask_path("post", "resection"))
-        io.write_image(io.Image(hole, affine), folder.mask_path("pre", "tumor"))
+    hole = np.zeros(vol.shape, bool)
+    hole[4:9, 4:9, 4:9] = True
     world = spatial.voxel_to_world(np.asarray(landmarks, dtype=float), affine)
-    io.write_landmarks(io.landmarks_frame([str(i + 1) for i in range(len(landmarks))], world),
-                       folder.landmarks_path("post", "expert"))
-    return folder
+    return write_preproc(tmp_path / "preproc", affine,
+                         {(tp, m): v for tp in ("pre", "post") for m, v in (("t1ce", vol), ("flair", 1 - vol))},
+                         brain={tp: vol > 0.05 for tp in ("pre", "post")},
+                         lesions={"post": hole, "pre": hole} if cavity else None,
+                         landmarks={("post", "expert"): ([str(i + 1) for i in range(len(landmarks))], world)})
 
 
 def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypatch, caplog):
@@ -159,7 +156,7 @@ def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypa
         pipeline.train_agents(folder.path, cfg, seed=3, out_dir=out, device="cpu", checkpoint_every=20)
     assert resume.exists() and not out.exists() and not list(tmp_path.glob(".trained.*"))  # nothing half-written
     monkeypatch.setattr(Trainer, "_update", update)
-    with caplog.at_level(logging.INFO, logger="landmarkflow.agent.pipeline"):
+    with caplog.at_level(logging.INFO, logger="landmarkflow.detect.agent.pipeline"):
         states = pipeline.train_agents(folder.path, cfg, seed=3, out_dir=out, device="cpu", checkpoint_every=20)
     assert any("resuming from" in r.getMessage() and "update 20" in r.getMessage() for r in caplog.records)
     assert not resume.exists()
@@ -201,12 +198,12 @@ def test_same_seed_same_landmarks_from_the_patient_job(tmp_path):
 
 def test_a_missing_model_is_named(tmp_path):
     (tmp_path / "trained").mkdir()
-    with pytest.raises(io.InputError, match=r"trained/7_guided.pt"):
-        pipeline.model_paths(tmp_path / "trained", ["7"], "guided")
+    with pytest.raises(InputError, match=r"trained/7_guided.pt"):
+        search.model_paths(tmp_path / "trained", ["7"], "guided")
 
 
 def test_pooling_takes_every_members_end_points():
-    from landmarkflow.agent.detect import Detection, pool
+    from landmarkflow.detect.search import Detection, pool
 
     def det(ends, steps):
         ends = np.asarray(ends, float)
@@ -254,14 +251,14 @@ def test_an_ensemble_trains_its_members_in_the_job_and_pools_them(tmp_path):
 def test_seeded_start_box_is_centred_on_the_given_world_point():
     from scipy.spatial.transform import Rotation
 
-    from landmarkflow.agent.detect import landmark_starts
+    from landmarkflow.detect.search import landmark_starts
 
     spacing = np.array([0.8, 1.3, 2.0])
     affine = np.eye(4)
     affine[:3, :3] = Rotation.from_euler("xyz", [20, -10, 35], degrees=True).as_matrix() @ np.diag(spacing)
     affine[:3, 3] = [-91.0, 12.5, 40.0]
     point = np.array([-70.3, 30.1, 55.7])
-    centre, starts = landmark_starts(io.landmarks_frame(["a", "b"], np.stack([point, point + 20])), "a", affine, 20, 10.0, seed=3)
+    centre, starts = landmark_starts(landmarks_frame(["a", "b"], np.stack([point, point + 20])), "a", affine, 20, 10.0, seed=3)
     np.testing.assert_allclose(centre, point)
     offsets_mm = (starts - spatial.world_to_voxel(point, affine)) * spacing  # along the voxel axes, in mm
     assert np.abs(offsets_mm[0]).max() <= spacing.max() / 2  # the first start is the box centre
@@ -275,23 +272,23 @@ def test_seeded_redetection_starts_at_the_registrations_landmarks(tmp_path):
     folder = _preproc_folder(tmp_path)
     cfg = AgentConfig(**{**TINY, "updates": 20, "modalities": ["t1ce"]})
     pipeline.train_agents(folder.path, cfg, seed=2, out_dir=tmp_path / "trained", device="cpu")
-    truth = io.read_landmarks(folder.landmarks_path("post", "expert"))
+    truth = read_landmarks(folder.landmarks_path("post", "expert"))
     seeds = truth.assign(x=truth["x"] + 2.0)  # the "registration" 2 mm off in x
-    io.write_landmarks(seeds, tmp_path / "ants_syn.csv")
+    write_landmarks(seeds, tmp_path / "ants_syn.csv")
     df = pipeline.redetect_landmarks(folder.path, tmp_path / "trained", "seeded", 2, tmp_path / "s.csv", tmp_path / "e.tsv",
                                      tmp_path / "t.tsv", device="cpu", detection={"seeded_max_shift_mm": 1e-3},
                                      seed_landmarks=tmp_path / "ants_syn.csv")
     ends = pd.read_csv(tmp_path / "e.tsv", sep="\t", dtype={"landmark": str})
-    for lid, seed_xyz in zip(seeds["landmark"], io.points_of(seeds)):
+    for lid, seed_xyz in zip(seeds["landmark"], points_of(seeds)):
         first = ends[(ends["landmark"] == lid) & (ends["start"] == 0)][["start_x", "start_y", "start_z"]].to_numpy()[0]
         assert np.linalg.norm(first - seed_xyz) < 0.7  # the box centre: the seed, rounded to the voxel grid
         starts = ends[ends["landmark"] == lid][["start_x", "start_y", "start_z"]].to_numpy()
         assert np.abs(starts - seed_xyz).max() <= cfg.seeded_box_mm / 2 + 0.7
     # a shift limit of ~0: every prediction falls back to the registration's landmark
     assert df["fallback"].tolist() == [1, 1]
-    np.testing.assert_allclose(io.points_of(df), io.points_of(seeds), atol=1e-4)
-    io.write_landmarks(seeds.iloc[:1], tmp_path / "one.csv")
-    with pytest.raises(io.InputError, match=r"one.csv: no landmark\(s\) 2"):
+    np.testing.assert_allclose(points_of(df), points_of(seeds), atol=1e-4)
+    write_landmarks(seeds.iloc[:1], tmp_path / "one.csv")
+    with pytest.raises(InputError, match=r"one.csv: no landmark\(s\) 2"):
         pipeline.redetect_landmarks(folder.path, tmp_path / "trained", "seeded", 2, tmp_path / "s2.csv", tmp_path / "e2.tsv",
                                     tmp_path / "t2.tsv", device="cpu", seed_landmarks=tmp_path / "one.csv")
     assert not (tmp_path / "s2.csv").exists()

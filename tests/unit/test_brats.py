@@ -4,8 +4,12 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from landmarkflow import brats, io, manifest, spatial
-from landmarkflow.io import InputError
+from landmarkflow.io import brats
+from landmarkflow.cohort import manifest, validation
+from landmarkflow.imaging import spatial
+from landmarkflow.imaging.image import read_header
+from landmarkflow.io.landmarks import points_of, read_landmarks
+from landmarkflow.core.errors import InputError
 
 
 def _case(root, case, with_followup_landmarks=True):
@@ -33,13 +37,13 @@ def test_brats_folder_to_valid_manifest(tmp_path):
     out = tmp_path / "cohort"
     df = brats.make_manifest(root, out)
     assert df["patient"].unique().tolist() == ["BraTSReg_001"]  # 002 has no follow-up landmarks
-    m = manifest.validate_contents(manifest.load_manifest(out / "cohort.tsv"))
+    m = validation.validate_contents(manifest.load_manifest(out / "cohort.tsv"))
     assert sorted(m.images("BraTSReg_001", "pre")) == ["flair", "t1ce"]
     assert m.annotators("BraTSReg_001", "post") == ["expert"]
-    lm = io.read_landmarks(m.path("BraTSReg_001", "post", "landmarks", "expert"))
-    _, affine = io.read_header(m.images("BraTSReg_001", "post")["t1ce"])
+    lm = read_landmarks(m.path("BraTSReg_001", "post", "landmarks", "expert"))
+    _, affine = read_header(m.images("BraTSReg_001", "post")["t1ce"])
     # BraTS-Reg convention: voxel index = (X, Y + 239, Z)
-    np.testing.assert_allclose(spatial.world_to_voxel(io.points_of(lm), affine), [[120, 139, 70], [80, 89, 60]], atol=1e-6)
+    np.testing.assert_allclose(spatial.world_to_voxel(points_of(lm), affine), [[120, 139, 70], [80, 89, 60]], atol=1e-6)
 
 
 def test_brats_folder_without_cases(tmp_path):

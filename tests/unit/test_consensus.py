@@ -4,8 +4,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landmarkflow import io, metrics
-from landmarkflow.consensus import ConsensusConfig, build_consensus, decide, flag_statistics
+from landmarkflow.evaluate import metrics
+from landmarkflow.core.errors import InputError
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
+from landmarkflow.detect.consensus import ConsensusConfig, build_consensus, decide, flag_statistics
 
 CFG = ConsensusConfig()  # agree 2 mm, overrule 3 mm
 R = np.array([10.0, -20.0, 30.0])
@@ -78,25 +80,25 @@ def test_consensus_file_ignores_fallbacks_and_unlisted_methods(tmp_path):
         ("agent_baseline", ants + [[0, 0.5, 0], [0, 6.5, 0]], {"fallback": [0, 1]}),  # 2 fell back
         ("pin", ants + [[0, 0, 20.0], [0, 0, 20.0]], {}),  # not listed: ignored
     ]:
-        df = io.landmarks_frame(ids, pts)
+        df = landmarks_frame(ids, pts)
         for k, v in extra.items():
             df[k] = v
         files[name] = tmp_path / f"{name}.csv"
-        io.write_landmarks(df, files[name])
+        write_landmarks(df, files[name])
     out = tmp_path / "consensus.csv"
     start_csv = files.pop("identity")
     df = build_consensus(files, start_csv, CFG, out)
-    back = io.read_landmarks(out)
+    back = read_landmarks(out)
     assert list(back.columns) == ["landmark", "x", "y", "z", "uncertainty_mm", "flag", "rule", "methods"]
-    np.testing.assert_allclose(io.points_of(back), ants)  # 1: agreement; 2: the guided agent alone, 6 mm off
+    np.testing.assert_allclose(points_of(back), ants)  # 1: agreement; 2: the guided agent alone, 6 mm off
     assert df["rule"].tolist() == ["agreement", "disagreement"] and back["flag"].astype(int).tolist() == [0, 1]
     assert back["methods"].tolist() == ["ants_syn+agent_guided+agent_baseline", "ants_syn+agent_guided"]
 
 
 def test_a_listed_file_that_is_missing_is_named(tmp_path):
     start = tmp_path / "identity.csv"
-    io.write_landmarks(io.landmarks_frame(["1"], np.zeros((1, 3))), start)
-    with pytest.raises(io.InputError, match="agent_guided.csv"):
+    write_landmarks(landmarks_frame(["1"], np.zeros((1, 3))), start)
+    with pytest.raises(InputError, match="agent_guided.csv"):
         build_consensus({"agent_guided": tmp_path / "agent_guided.csv"}, start, CFG, tmp_path / "c.csv")
     assert not (tmp_path / "c.csv").exists()
 

@@ -7,9 +7,12 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from conftest import oblique_affine, write_image
-from landmarkflow import io, spatial
-from landmarkflow.io import InputError
+from testdata import make_image, oblique_affine
+from landmarkflow.imaging import spatial
+from landmarkflow.core.files import write_table
+from landmarkflow.imaging.image import read_image, write_image
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
+from landmarkflow.core.errors import InputError
 
 
 def _nifti(path, shape=(16, 14, 10), affine=None, qform=None, dtype=np.int16):
@@ -23,9 +26,9 @@ def _nifti(path, shape=(16, 14, 10), affine=None, qform=None, dtype=np.int16):
 
 
 def test_a_clean_nifti_still_reads(tmp_path):
-    img = io.read_image(_nifti(tmp_path / "ok.nii.gz"))
+    img = read_image(_nifti(tmp_path / "ok.nii.gz"))
     assert img.shape == (16, 14, 10) and np.allclose(img.affine, oblique_affine(), atol=1e-3)
-    assert io.read_image(_nifti(tmp_path / "ok.nii")).shape == (16, 14, 10)
+    assert read_image(_nifti(tmp_path / "ok.nii")).shape == (16, 14, 10)
 
 
 @pytest.mark.parametrize("change", ["shift", "rotation"])
@@ -38,7 +41,7 @@ def test_qform_and_sform_that_disagree_are_an_error(tmp_path, change):
         q[:3, :3] = spatial.rotation_matrix((10.0, 0, 0)) @ q[:3, :3]
     path = _nifti(tmp_path / "two.nii.gz", affine=aff, qform=q)
     with pytest.raises(InputError, match=r"two.nii.gz: the NIfTI qform and sform disagree \(codes 1 and 1\): they place the image's corners up to .* mm apart"):
-        io.read_image(path)
+        read_image(path)
 
 
 def _gz_bytes(path):
@@ -58,7 +61,7 @@ def test_every_single_byte_flip_in_the_gzip_stream_is_caught(tmp_path):
         out = tmp_path / f"flip{pos}.nii.gz"
         out.write_bytes(bytes(bad))
         with pytest.raises(InputError, match=rf"flip{pos}.nii.gz: (damaged gzip stream|the gzip stream ends early|not a readable (image|NIfTI))"):
-            io.read_image(out)
+            read_image(out)
 
 
 def test_a_flipped_crc_is_caught(tmp_path):
@@ -67,7 +70,7 @@ def test_a_flipped_crc_is_caught(tmp_path):
     raw[-8] ^= 0x01  # the stored CRC32 of the data
     path.write_bytes(bytes(raw))
     with pytest.raises(InputError, match=r"img.nii.gz: damaged gzip stream \(.*CRC.*\)"):
-        io.read_image(path)
+        read_image(path)
 
 
 def _set_header(path, **fields):
@@ -91,7 +94,7 @@ def test_a_header_declaring_far_more_voxels_than_the_file_holds_names_both_sizes
         path = gzpath
     with pytest.raises(InputError, match=r"huge.nii(.gz)?: the header declares 1024x1024x1024 voxels of int16 "
                                          r"\(2,147,483,.* bytes with the header\) but the file holds 4,832 bytes"):
-        io.read_image(path)
+        read_image(path)
 
 
 def test_a_truncated_gzip_stream_is_named(tmp_path):
@@ -100,7 +103,7 @@ def test_a_truncated_gzip_stream_is_named(tmp_path):
     path.write_bytes(raw[: len(raw) // 2])
     with pytest.raises(InputError, match=r"cut.nii.gz: the gzip stream ends early, after .* bytes; the header declares "
                                          r"16x14x10 voxels of int16"):
-        io.read_image(path)
+        read_image(path)
 
 
 def test_a_zero_voxel_size_is_named(tmp_path):
@@ -108,27 +111,27 @@ def test_a_zero_voxel_size_is_named(tmp_path):
     _set_header(path, pixdim=[1, 1.0, 0.0, 2.0, 1, 1, 1, 1])
     with pytest.raises(InputError, match=r"flat.nii: voxel size \(pixdim\) \[1.0, 0.0, 2.0\] mm is zero or not a number "
                                          r"along axis j; expected positive voxel sizes in mm"):
-        io.read_image(path)
+        read_image(path)
 
 
 def test_an_nrrd_still_reads(tmp_path):
-    path = write_image(tmp_path / "img.nrrd", affine=oblique_affine())
-    assert io.read_image(path).shape == (12, 10, 8)
+    path = make_image(tmp_path / "img.nrrd", affine=oblique_affine())
+    assert read_image(path).shape == (12, 10, 8)
 
 
 # ----------------------------------------------------------------------------- the manifest
-from landmarkflow import manifest  # noqa: E402
+from landmarkflow.cohort import manifest, validation  # noqa: E402
 
 
 def _demo_manifest(tmp_path, demo_patient, extra_rows=(), drop=()):
     """A manifest of the session's demo patient (real anatomy, brain and lesion masks), written to tmp_path."""
-    from landmarkflow import synthetic
+    from landmarkflow.demo import synthetic
 
     folder, _ = demo_patient
     rows = synthetic.manifest_rows(["demo01"], folder, tmp_path)
     rows = rows[~rows["path"].str.endswith(tuple(drop))] if drop else rows
     path = tmp_path / "cohort.tsv"
-    io.write_table(rows, path)
+    write_table(rows, path)
     with path.open("a") as f:
         f.writelines(line + "\n" for line in extra_rows)
     return path
@@ -136,10 +139,10 @@ def _demo_manifest(tmp_path, demo_patient, extra_rows=(), drop=()):
 
 def _copy_landmarks(demo_patient, tmp_path, name, transform):
     folder, _ = demo_patient
-    lm = io.read_landmarks(folder / "demo01" / name)
-    lm[["x", "y", "z"]] = transform(io.points_of(lm))
+    lm = read_landmarks(folder / "demo01" / name)
+    lm[["x", "y", "z"]] = transform(points_of(lm))
     out = tmp_path / name
-    io.write_landmarks(lm, out)
+    write_landmarks(lm, out)
     return out
 
 
@@ -148,7 +151,7 @@ def test_lps_post_op_landmarks_under_a_ras_header_are_an_error_that_says_lps(dem
     lps = _copy_landmarks(demo_patient, tmp_path, "post_landmarks_expert.csv", lambda p: p * [-1, -1, 1])
     _edit(path, "post_landmarks_expert.csv", str(lps), last=True)
     with pytest.raises(InputError) as exc:
-        manifest.validate_contents(manifest.load_manifest(path))
+        validation.validate_contents(manifest.load_manifest(path))
     msg = str(exc.value)
     # the post-op file against the pre-op ones: far apart as given, together once mirrored
     assert re.search(r"post_landmarks_expert.csv: the pre- and post-operative landmarks are \d+ mm apart \(median\) as "
@@ -161,7 +164,7 @@ def test_lps_pre_op_files_next_to_ras_post_op_ones_are_caught(demo_patient, tmp_
     _edit(path, "pre_landmarks_expert.csv", str(lps), last=True)
     with pytest.raises(InputError, match=r"pre_landmarks_expert.csv and .*post_landmarks_expert.csv: the pre- and "
                                          r"post-operative landmarks are \d+ mm apart"):
-        manifest.validate_contents(manifest.load_manifest(path))
+        validation.validate_contents(manifest.load_manifest(path))
 
 
 def test_every_file_in_lps_warns_that_the_mirrored_points_sit_at_the_lesion(demo_patient, tmp_path):
@@ -171,7 +174,7 @@ def test_every_file_in_lps_warns_that_the_mirrored_points_sit_at_the_lesion(demo
     for name in ("pre_landmarks_expert.csv", "pre_landmarks_expert2.csv", "post_landmarks_expert.csv"):
         _edit(path, name, str(_copy_landmarks(demo_patient, tmp_path, name, lambda p: p * [-1, -1, 1])), last=True)
     try:
-        m = manifest.validate_contents(manifest.load_manifest(path))
+        m = validation.validate_contents(manifest.load_manifest(path))
         said = "\n".join(m.warnings)
     except InputError as err:  # some mirrored points may also leave the brain: then it is an error, saying LPS
         said = str(err)
@@ -181,28 +184,28 @@ def test_every_file_in_lps_warns_that_the_mirrored_points_sit_at_the_lesion(demo
 def test_landmarks_in_the_background_are_an_error(demo_patient, tmp_path):
     path = _demo_manifest(tmp_path, demo_patient)
     folder, _ = demo_patient
-    pre = io.read_image(folder / "demo01" / "pre_t1ce.nii.gz")
+    pre = read_image(folder / "demo01" / "pre_t1ce.nii.gz")
     corner = spatial.voxel_to_world([[2, 2, 2]], pre.affine)[0]  # inside the image, outside the head
-    lm = io.read_landmarks(folder / "demo01" / "pre_landmarks_expert2.csv")
+    lm = read_landmarks(folder / "demo01" / "pre_landmarks_expert2.csv")
     lm.loc[0, ["x", "y", "z"]] = corner
-    io.write_landmarks(lm, tmp_path / "bg.csv")
+    write_landmarks(lm, tmp_path / "bg.csv")
     _edit(path, "pre_landmarks_expert2.csv", str(tmp_path / "bg.csv"), last=True)
     with pytest.raises(InputError, match=rf"bg.csv: landmark {lm.loc[0, 'landmark']} at RAS .* mm lies \d+\.\d mm outside "
                                          r"the pre-operative brain mask; expected a point on the anatomy"):
-        manifest.validate_contents(manifest.load_manifest(path))
+        validation.validate_contents(manifest.load_manifest(path))
 
 
 def test_without_a_brain_mask_the_image_foreground_is_the_anatomy(small_cohort, tmp_path):
     m_path, folder = small_cohort
-    img = io.read_image(folder / "p1" / "post_t1.nii.gz")
+    img = read_image(folder / "p1" / "post_t1.nii.gz")
     img.data[:] = 0
     img.data[4:18, 4:16, 2:9] = 100 + np.arange(14 * 12 * 7).reshape(14, 12, 7) % 7  # a "head" with texture
-    io.write_image(img, folder / "p1" / "post_t1.nii.gz")
-    io.write_landmarks(io.landmarks_frame(["1", "2"], spatial.voxel_to_world([[10, 10, 5], [0, 0, 0]], img.affine)),
+    write_image(img, folder / "p1" / "post_t1.nii.gz")
+    write_landmarks(landmarks_frame(["1", "2"], spatial.voxel_to_world([[10, 10, 5], [0, 0, 0]], img.affine)),
                        folder / "p1" / "post_lm.csv")
     with pytest.raises(InputError, match=r"post_lm.csv: landmark 2 at RAS .* lies .* mm outside the foreground of the "
                                          r"post-operative t1 image") as exc:
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
     assert "landmark 1 " not in str(exc.value)
 
 
@@ -234,12 +237,12 @@ def test_a_second_post_op_annotator_needs_the_config_to_say_which(small_cohort):
 def test_a_long_landmark_identifier_is_an_error(small_cohort):
     m_path, folder = small_cohort
     long_id = "a" * 250
-    lm = io.read_landmarks(folder / "p1" / "post_lm.csv")
+    lm = read_landmarks(folder / "p1" / "post_lm.csv")
     lm.loc[0, "landmark"] = long_id
-    io.write_landmarks(lm, folder / "p1" / "post_lm.csv")
+    write_landmarks(lm, folder / "p1" / "post_lm.csv")
     with pytest.raises(InputError, match=r"post_lm.csv: landmark identifier 'aaaaaaaaaaaaaaaaaaaa'... has 250 characters; "
                                          r"at most 64 \(it becomes part of file names\)"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
     _edit(m_path, "P1\t", "P" + "1" * 70 + "\t")
     with pytest.raises(InputError, match=r"row 2: patient 'P1111111111111111111'... has 71 characters"):
         manifest.load_manifest(m_path)
@@ -266,14 +269,14 @@ def test_comment_lines_are_skipped_and_rows_keep_their_line_numbers(small_cohort
 
 def test_ground_truth_identifiers_that_match_none_are_an_error_unless_allowed(small_cohort):
     m_path, folder = small_cohort
-    lm = io.read_landmarks(folder / "p1" / "pre_lm.csv")
+    lm = read_landmarks(folder / "p1" / "pre_lm.csv")
     lm["landmark"] = ["01", "02"]
-    io.write_landmarks(lm, folder / "p1" / "pre_lm.csv")
+    write_landmarks(lm, folder / "p1" / "pre_lm.csv")
     with pytest.raises(InputError, match=r"row 6: .*pre_lm.csv: none of the pre-operative landmark identifiers \(01, 02\) "
                                          r"is among the post-operative ones \(1, 2\); they differ in leading zeros or case "
                                          r"only \('01' -> '1', '02' -> '2'\).*set landmarks.unmatched_truth: warn"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
-    m = manifest.validate_contents(manifest.load_manifest(m_path), unmatched_truth="warn")
+        validation.validate_contents(manifest.load_manifest(m_path))
+    m = validation.validate_contents(manifest.load_manifest(m_path), unmatched_truth="warn")
     assert any("none of the pre-operative landmark identifiers" in w and "not scored" in w for w in m.warnings)
 
 
@@ -288,12 +291,12 @@ def test_cli_validate_prints_each_warning_once(small_cohort, capsys):
 
 
 def test_an_input_error_in_a_job_is_one_message_without_traceback(tmp_path, capsys):
-    from landmarkflow.logutil import log_to
+    from landmarkflow.core.logutil import log_to
 
     log = tmp_path / "job.log"
     with pytest.raises(SystemExit) as exc:
         with log_to(log):
-            io.read_image(tmp_path / "missing.nii.gz")
+            read_image(tmp_path / "missing.nii.gz")
     assert exc.value.code == 1
     err = capsys.readouterr().err
     assert "landmarkflow: error: " in err and "missing.nii.gz: image not found" in err and "Traceback" not in err

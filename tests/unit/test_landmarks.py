@@ -5,17 +5,21 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from landmarkflow import io, spatial
-from landmarkflow.io import InputError
+from landmarkflow.imaging import spatial
+from landmarkflow.core.files import atomic_path
+from landmarkflow.imaging.image import read_header, read_image
+from landmarkflow.io.brats import read_brats_landmarks, write_brats_landmarks
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
+from landmarkflow.core.errors import InputError
 
 
 def test_round_trip_keeps_string_ids_and_extra_columns(tmp_path):
-    df = io.landmarks_frame(["a1", "7"], [[1.5, -2.25, 3.0], [4.0, 5.0, -6.125]], spread_mm=[0.5, 1.0])
-    io.write_landmarks(df, tmp_path / "lm.csv")
+    df = landmarks_frame(["a1", "7"], [[1.5, -2.25, 3.0], [4.0, 5.0, -6.125]], spread_mm=[0.5, 1.0])
+    write_landmarks(df, tmp_path / "lm.csv")
     assert (tmp_path / "lm.csv").read_text().splitlines()[0] == "landmark,x,y,z,spread_mm"
-    back = io.read_landmarks(tmp_path / "lm.csv")
+    back = read_landmarks(tmp_path / "lm.csv")
     assert back["landmark"].tolist() == ["a1", "7"]
-    np.testing.assert_allclose(io.points_of(back), io.points_of(df))
+    np.testing.assert_allclose(points_of(back), points_of(df))
     assert "spread_mm" in back.columns
 
 
@@ -36,21 +40,21 @@ def test_bad_landmark_files_name_the_problem(tmp_path, text, match):
     path = tmp_path / "bad.csv"
     path.write_text(text)
     with pytest.raises(InputError, match=match) as exc:
-        io.read_landmarks(path)
+        read_landmarks(path)
     assert str(path) in str(exc.value)
 
 
 def test_missing_landmark_file(tmp_path):
     with pytest.raises(InputError, match="landmark file not found"):
-        io.read_landmarks(tmp_path / "nope.csv")
+        read_landmarks(tmp_path / "nope.csv")
 
 
 def test_landmark_outside_image_is_an_error(tmp_path, oblique):
     shape = (10, 10, 10)
     inside = spatial.voxel_to_world([5, 5, 5], oblique)
-    io.write_landmarks(io.landmarks_frame(["1", "2"], [inside, [500.0, 0, 0]]), tmp_path / "lm.csv")
+    write_landmarks(landmarks_frame(["1", "2"], [inside, [500.0, 0, 0]]), tmp_path / "lm.csv")
     with pytest.raises(InputError, match=r"landmark 2 at RAS \(500.0, 0.0, 0.0\) mm lies outside"):
-        io.read_landmarks(tmp_path / "lm.csv", image_shape=shape, image_affine=oblique)
+        read_landmarks(tmp_path / "lm.csv", image_shape=shape, image_affine=oblique)
 
 
 def _brats_grid_image(path):
@@ -62,14 +66,14 @@ def _brats_grid_image(path):
 
 
 def test_brats_landmarks_map_to_voxel_y_plus_239(tmp_path):
-    grid = io.read_header(_brats_grid_image(tmp_path / "BraTSReg_001_00_0000_t1ce.nii.gz"))
+    grid = read_header(_brats_grid_image(tmp_path / "BraTSReg_001_00_0000_t1ce.nii.gz"))
     (tmp_path / "lm.csv").write_text("Landmark,X,Y,Z\n1,120,-100,70\n2,33.5,-200.25,12\n")
-    lm = io.read_brats_landmarks(tmp_path / "lm.csv")
-    vox = spatial.world_to_voxel(io.points_of(lm), grid[1])
+    lm = read_brats_landmarks(tmp_path / "lm.csv")
+    vox = spatial.world_to_voxel(points_of(lm), grid[1])
     np.testing.assert_allclose(vox, [[120, 139, 70], [33.5, 38.75, 12]], atol=1e-6)
     # RAS in our file: x and y negated
-    np.testing.assert_allclose(io.points_of(lm)[0], [-120, 100, 70])
-    io.write_brats_landmarks(lm, tmp_path / "back.csv")
+    np.testing.assert_allclose(points_of(lm)[0], [-120, 100, 70])
+    write_brats_landmarks(lm, tmp_path / "back.csv")
     back = pd.read_csv(tmp_path / "back.csv")
     assert list(back.columns) == ["Landmark", "X", "Y", "Z"]
     np.testing.assert_allclose(back[["X", "Y", "Z"]].to_numpy(), [[120, -100, 70], [33.5, -200.25, 12]])
@@ -78,20 +82,20 @@ def test_brats_landmarks_map_to_voxel_y_plus_239(tmp_path):
 def test_brats_reader_rejects_our_format(tmp_path):
     (tmp_path / "lm.csv").write_text("landmark,x,y,z\n1,1,2,3\n")
     with pytest.raises(InputError, match="not a BraTS-Reg landmark header"):
-        io.read_brats_landmarks(tmp_path / "lm.csv")
+        read_brats_landmarks(tmp_path / "lm.csv")
 
 
 def test_unreadable_image_is_named(tmp_path):
     bad = tmp_path / "broken.nii.gz"
     bad.write_bytes(b"not an image at all")
     with pytest.raises(InputError, match="broken.nii.gz: not a readable image"):
-        io.read_image(bad)
+        read_image(bad)
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "out.tsv"
     with pytest.raises(RuntimeError):
-        with io.atomic_path(target) as tmp:
+        with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []

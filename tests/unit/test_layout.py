@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from landmarkflow import io, layout
-from landmarkflow.io import InputError
-from landmarkflow.preproc_folder import PreprocFolder
+from testdata import write_preproc
+from landmarkflow.core import layout, methods
+from landmarkflow.core.errors import InputError
+from landmarkflow.cohort.preproc_folder import PreprocFolder
 
 
 @pytest.mark.parametrize("prefix", ["", "study_a/", "/abs/run/"])
@@ -16,7 +17,7 @@ def test_parse_reads_back_every_path_the_layout_makes(prefix):
              (layout.preproc("P1"), {"kind": "preproc", "patient": "P1"}),
              (layout.benchmark("train_agents", "P1"), {"kind": "benchmark", "rule": "train_agents", "job": "P1"}),
              (layout.trained("P1", "agent_guided"), {"kind": "trained", "patient": "P1", "folder": "agents"})]
-    for method in layout.SEARCH_METHODS:
+    for method in methods.SEARCH:
         cases += [(layout.endpoints("P1", method), {"kind": "endpoints", "patient": "P1", "method": method}),
                   (layout.trajectories("P1", method), {"kind": "trajectories", "patient": "P1", "method": method}),
                   (layout.training_log("P1", method, "L_2"), {"kind": "training", "patient": "P1", "method": method, "landmark": "L_2"})]
@@ -29,14 +30,11 @@ def test_parse_reads_back_every_path_the_layout_makes(prefix):
 
 
 def _folder(tmp_path):
-    f = PreprocFolder(tmp_path / "preproc")
-    f.path.mkdir()
-    f.write_info({"patient": "P1", "reference_modality": "t1ce", "modalities": ["t1ce", "flair"], "primary_annotator": "expert",
-                  "post_to_pre": np.eye(4).tolist(), "rotation_deg": 0.0, "warnings": ["w"], "timings_s": {"total": 1}})
     aff = np.diag([2.0, 1.0, 1.5, 1.0])
     aff[:3, 3] = [10, -5, 3]
-    io.write_image(io.Image(np.ones((8, 8, 8), np.float32), aff), f.image_path("post", "t1ce"))
-    io.write_landmarks(io.landmarks_frame(["a", "b"], [[14.0, -2.0, 6.0], [12.0, -4.0, 4.5]]), f.landmarks_path("post", "expert"))
+    f = write_preproc(tmp_path / "preproc", aff, {("post", "t1ce"): np.ones((8, 8, 8)), ("pre", "flair"): np.ones((8, 8, 8))},
+                      landmarks={("post", "expert"): (["a", "b"], [[14.0, -2.0, 6.0], [12.0, -4.0, 4.5]])},
+                      warnings=["w"], timings_s={"total": 1})
     return f, aff
 
 

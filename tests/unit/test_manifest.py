@@ -5,9 +5,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import write_image
-from landmarkflow import io, manifest, spatial
-from landmarkflow.io import InputError
+from testdata import make_image
+from landmarkflow.cohort import manifest, validation
+from landmarkflow.imaging import spatial
+from landmarkflow.imaging.image import Image, read_image, write_image
+from landmarkflow.io.landmarks import landmarks_frame, write_landmarks
+from landmarkflow.core.errors import InputError
 
 
 def _edit(path, old, new):
@@ -20,7 +23,7 @@ def _append(path, line):
 
 def test_valid_manifest_loads_and_validates(small_cohort):
     m_path, _ = small_cohort
-    m = manifest.validate_contents(manifest.load_manifest(m_path))
+    m = validation.validate_contents(manifest.load_manifest(m_path))
     assert m.patients == ["P1"]
     assert m.common_modalities("P1") == ["t1"]
     assert m.reference_modality("P1") == "t1"
@@ -33,8 +36,8 @@ def test_validate_patient_writes_its_slice_and_the_cohort_gathers_them(small_coh
     m_path, _ = small_cohort
     m = manifest.load_manifest(m_path)
     out = tmp_path / "out"
-    manifest.validate_patient(manifest.patient_rows(m, "P1"), m_path, out / "P1.tsv", out / "P1_warnings.tsv")
-    manifest.gather_validation([out / "P1.tsv"], [out / "P1_warnings.tsv"], out / "manifest.tsv", out / "warnings.tsv")
+    validation.validate_patient(manifest.patient_rows(m, "P1"), m_path, out / "P1.tsv", out / "P1_warnings.tsv")
+    validation.gather_validation([out / "P1.tsv"], [out / "P1_warnings.tsv"], out / "manifest.tsv", out / "warnings.tsv")
     text = (out / "manifest.tsv").read_text().splitlines()
     assert text[0] == "patient\ttimepoint\tkind\tname\tpath\trow"
     assert len(text) == 6
@@ -124,74 +127,74 @@ def test_landmark_file_with_wrong_header_is_named_with_its_row(small_cohort):
     (folder / "p1" / "post_lm.csv").write_text("id,x,y,z\n1,0,0,0\n")
     m = manifest.load_manifest(m_path)
     with pytest.raises(InputError, match=r"cohort.tsv, row 5: .*post_lm.csv: header id,x,y,z lacks column\(s\) landmark"):
-        manifest.validate_contents(m)
+        validation.validate_contents(m)
 
 
 def test_landmark_file_with_non_numeric_values(small_cohort):
     m_path, folder = small_cohort
     (folder / "p1" / "pre_lm.csv").write_text("landmark,x,y,z\n1,1.0,two,3\n")
     with pytest.raises(InputError, match=r"row 6: .*pre_lm.csv, line 2: y='two' is not a number"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_landmark_outside_image(small_cohort):
     m_path, folder = small_cohort
-    io.write_landmarks(io.landmarks_frame(["1"], [[900.0, 0, 0]]), folder / "p1" / "post_lm.csv")
+    write_landmarks(landmarks_frame(["1"], [[900.0, 0, 0]]), folder / "p1" / "post_lm.csv")
     with pytest.raises(InputError, match=r"row 5: .*landmark 1 at RAS \(900.0, 0.0, 0.0\) mm lies outside the post-operative t1 image"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_landmark_inside_resection_mask(small_cohort):
     m_path, folder = small_cohort
-    aff = io.read_image(folder / "p1" / "post_resection.nii.gz").affine
-    io.write_landmarks(io.landmarks_frame(["1", "2"], spatial.voxel_to_world([[3, 3, 3], [12, 10, 6]], aff)), folder / "p1" / "post_lm.csv")
+    aff = read_image(folder / "p1" / "post_resection.nii.gz").affine
+    write_landmarks(landmarks_frame(["1", "2"], spatial.voxel_to_world([[3, 3, 3], [12, 10, 6]], aff)), folder / "p1" / "post_lm.csv")
     with pytest.raises(InputError, match=r"row 5: .*landmark 1 lies inside the resection mask"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_nan_image(small_cohort):
     m_path, folder = small_cohort
-    img = io.read_image(folder / "p1" / "pre_t1.nii.gz")
+    img = read_image(folder / "p1" / "pre_t1.nii.gz")
     img.data[3, 4, 5] = np.nan
     img.data[0, 0, 0] = np.inf
-    io.write_image(img, folder / "p1" / "pre_t1.nii.gz")
+    write_image(img, folder / "p1" / "pre_t1.nii.gz")
     with pytest.raises(InputError, match=r"row 2: .*pre_t1.nii.gz has 2 NaN or infinite voxels"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_empty_and_full_masks(small_cohort):
     m_path, folder = small_cohort
-    aff = io.read_image(folder / "p1" / "post_t1.nii.gz").affine
-    io.write_image(io.Image(np.zeros((20, 18, 10), np.uint8), aff), folder / "p1" / "post_resection.nii.gz")
+    aff = read_image(folder / "p1" / "post_t1.nii.gz").affine
+    write_image(Image(np.zeros((20, 18, 10), np.uint8), aff), folder / "p1" / "post_resection.nii.gz")
     with pytest.raises(InputError, match=r"row 4: .*post_resection.nii.gz: the mask is empty"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
-    io.write_image(io.Image(np.ones((20, 18, 10), np.uint8), aff), folder / "p1" / "post_resection.nii.gz")
+        validation.validate_contents(manifest.load_manifest(m_path))
+    write_image(Image(np.ones((20, 18, 10), np.uint8), aff), folder / "p1" / "post_resection.nii.gz")
     with pytest.raises(InputError, match="covers the whole image"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_mask_on_another_grid(small_cohort):
     m_path, folder = small_cohort
     mask = np.zeros((20, 18, 10), np.uint8)
     mask[1, 1, 1] = 1
-    io.write_image(io.Image(mask, np.diag([1.0, 1.0, 1.0, 1.0])), folder / "p1" / "post_resection.nii.gz")
+    write_image(Image(mask, np.diag([1.0, 1.0, 1.0, 1.0])), folder / "p1" / "post_resection.nii.gz")
     with pytest.raises(InputError, match=r"row 4: .*mask grid .* matches none of the time point's images"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_unreadable_image_in_manifest(small_cohort):
     m_path, folder = small_cohort
     (folder / "p1" / "post_t1.nii.gz").write_bytes(b"garbage")
     with pytest.raises(InputError, match=r"row 3: .*post_t1.nii.gz: not a readable image"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_warnings_for_missing_resection_and_one_sided_modality(small_cohort):
     m_path, folder = small_cohort
     _edit(m_path, "P1\tpost\tmask\tresection\tp1/post_resection.nii.gz\n", "")
-    write_image(folder / "p1" / "pre_flair.nii.gz", (20, 18, 10), io.read_image(folder / "p1" / "pre_t1.nii.gz").affine)
+    make_image(folder / "p1" / "pre_flair.nii.gz", (20, 18, 10), read_image(folder / "p1" / "pre_t1.nii.gz").affine)
     _append(m_path, "P1\tpre\timage\tflair\tp1/pre_flair.nii.gz")
-    m = manifest.validate_contents(manifest.load_manifest(m_path))
+    m = validation.validate_contents(manifest.load_manifest(m_path))
     assert any("no post-operative resection mask: the guided agent is skipped" in w for w in m.warnings)
     assert any("modalities flair exist at one time point only" in w for w in m.warnings)
 
@@ -209,15 +212,15 @@ def test_cli_validate_exit_code(small_cohort, capsys):
 
 def test_landmark_identifier_must_be_a_safe_name(small_cohort):
     m_path, folder = small_cohort
-    aff = io.read_image(folder / "p1" / "post_t1.nii.gz").affine
-    io.write_landmarks(io.landmarks_frame(["L 1", "2"], spatial.voxel_to_world([[12, 10, 6], [14, 12, 7]], aff)), folder / "p1" / "post_lm.csv")
+    aff = read_image(folder / "p1" / "post_t1.nii.gz").affine
+    write_landmarks(landmarks_frame(["L 1", "2"], spatial.voxel_to_world([[12, 10, 6], [14, 12, 7]], aff)), folder / "p1" / "post_lm.csv")
     with pytest.raises(InputError, match=r"row 5: .*landmark identifier 'L 1' must match"):
-        manifest.validate_contents(manifest.load_manifest(m_path))
+        validation.validate_contents(manifest.load_manifest(m_path))
 
 
 def test_configured_modalities_must_exist_at_both_time_points(small_cohort):
     m_path, folder = small_cohort
-    write_image(folder / "p1" / "pre_flair.nii.gz", (20, 18, 10), io.read_image(folder / "p1" / "pre_t1.nii.gz").affine)
+    make_image(folder / "p1" / "pre_flair.nii.gz", (20, 18, 10), read_image(folder / "p1" / "pre_t1.nii.gz").affine)
     _append(m_path, "P1\tpre\timage\tflair\tp1/pre_flair.nii.gz")  # flair before surgery only
     m = manifest.load_manifest(m_path)
     m.check_modalities({"agent.modalities": [], "pin.modalities": ["t1"]})  # fine: [] = the reference

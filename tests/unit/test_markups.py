@@ -3,12 +3,13 @@
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from conftest import oblique_affine
-from landmarkflow import io, spatial
-from landmarkflow.io import InputError
+from testdata import oblique_affine
+from landmarkflow.imaging import spatial
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
+from landmarkflow.io.markups import write_markups
+from landmarkflow.core.errors import InputError
 
 VOXELS = np.array([[3.0, 4.0, 5.0], [10.5, 2.0, 7.25], [0.0, 11.0, 1.0]])
 LABELS = ["ACL", "pole-2", "7"]
@@ -17,17 +18,17 @@ LABELS = ["ACL", "pole-2", "7"]
 @pytest.mark.parametrize("system", ["LPS", "RAS"])
 def test_csv_to_markups_to_csv_round_trip(tmp_path, system):
     ras = spatial.voxel_to_world(VOXELS, oblique_affine())
-    io.write_landmarks(io.landmarks_frame(LABELS, ras), tmp_path / "in.csv")
-    io.write_markups(io.read_landmarks(tmp_path / "in.csv"), tmp_path / "lm.mrk.json", coordinate_system=system)
+    write_landmarks(landmarks_frame(LABELS, ras), tmp_path / "in.csv")
+    write_markups(read_landmarks(tmp_path / "in.csv"), tmp_path / "lm.mrk.json", coordinate_system=system)
     doc = json.loads((tmp_path / "lm.mrk.json").read_text())
     assert doc["markups"][0]["coordinateSystem"] == system and doc["markups"][0]["type"] == "Fiducial"
     written = np.array([cp["position"] for cp in doc["markups"][0]["controlPoints"]])
-    source = io.points_of(io.read_landmarks(tmp_path / "in.csv"))  # the CSV's 4 decimals
+    source = points_of(read_landmarks(tmp_path / "in.csv"))  # the CSV's 4 decimals
     np.testing.assert_allclose(written, source * ([-1, -1, 1] if system == "LPS" else 1), atol=1e-9)
-    io.write_landmarks(io.read_landmarks(tmp_path / "lm.mrk.json"), tmp_path / "out.csv")
-    back = io.read_landmarks(tmp_path / "out.csv")
+    write_landmarks(read_landmarks(tmp_path / "lm.mrk.json"), tmp_path / "out.csv")
+    back = read_landmarks(tmp_path / "out.csv")
     assert back["landmark"].tolist() == LABELS
-    np.testing.assert_allclose(io.points_of(back), ras, atol=1e-4)
+    np.testing.assert_allclose(points_of(back), ras, atol=1e-4)
 
 
 def _slicer_json(lps) -> str:
@@ -65,50 +66,55 @@ def test_slicer_files_give_the_right_ras_points_on_an_oblique_image(tmp_path, ki
         "fcsv_legacy_ras": ("lm.fcsv", _fcsv(ras, None)),  # no line: RAS
     }[kind]
     (tmp_path / name).write_text(text)
-    lm = io.read_landmarks(tmp_path / name, image_shape=(20, 18, 10), image_affine=aff)
+    lm = read_landmarks(tmp_path / name, image_shape=(20, 18, 10), image_affine=aff)
     assert lm["landmark"].tolist() == LABELS  # the undefined 4th point of the JSON file is not a landmark
-    np.testing.assert_allclose(spatial.world_to_voxel(io.points_of(lm), aff), VOXELS, atol=1e-6)
+    np.testing.assert_allclose(spatial.world_to_voxel(points_of(lm), aff), VOXELS, atol=1e-6)
 
 
 def test_markups_problems_name_the_file_and_what_was_expected(tmp_path):
     (tmp_path / "line.mrk.json").write_text(json.dumps({"markups": [{"type": "Line", "controlPoints": []}]}))
     with pytest.raises(InputError, match=r"line.mrk.json: no point list in the file \(markups types: Line\)"):
-        io.read_landmarks(tmp_path / "line.mrk.json")
+        read_landmarks(tmp_path / "line.mrk.json")
     (tmp_path / "bad.fcsv").write_text(_fcsv(np.zeros((3, 3)), "# CoordinateSystem = LPS").replace(",0.0,0.0,0.0,0,0,0,1", ",x,0.0,0.0,0,0,0,1", 1))
     with pytest.raises(InputError, match=r"bad.fcsv: line 4: x, y, z = 'x', '0.0', '0.0' are not numbers"):
-        io.read_landmarks(tmp_path / "bad.fcsv")
+        read_landmarks(tmp_path / "bad.fcsv")
     (tmp_path / "dup.fcsv").write_text(_fcsv(np.zeros((3, 3)), "# CoordinateSystem = RAS").replace("pole-2", "ACL"))
     with pytest.raises(InputError, match=r"dup.fcsv: landmark 'ACL' appears more than once"):
-        io.read_landmarks(tmp_path / "dup.fcsv")
+        read_landmarks(tmp_path / "dup.fcsv")
 
 
 def test_a_manifest_may_name_slicer_files(small_cohort):
-    from landmarkflow import manifest
+    from landmarkflow.cohort import manifest, validation
 
     m_path, folder = small_cohort
     for name in ("post_lm", "pre_lm"):
-        lm = io.read_landmarks(folder / "p1" / f"{name}.csv")
-        io.write_markups(lm, folder / "p1" / f"{name}.mrk.json")
+        lm = read_landmarks(folder / "p1" / f"{name}.csv")
+        write_markups(lm, folder / "p1" / f"{name}.mrk.json")
         m_path.write_text(m_path.read_text().replace(f"p1/{name}.csv", f"p1/{name}.mrk.json"))
-    m = manifest.validate_contents(manifest.load_manifest(m_path))
-    post = io.read_landmarks(m.path("P1", "post", "landmarks", "expert"))
-    np.testing.assert_allclose(io.points_of(post), io.points_of(io.read_landmarks(folder / "p1" / "post_lm.csv")), atol=1e-9)
+    m = validation.validate_contents(manifest.load_manifest(m_path))
+    post = read_landmarks(m.path("P1", "post", "landmarks", "expert"))
+    np.testing.assert_allclose(points_of(post), points_of(read_landmarks(folder / "p1" / "post_lm.csv")), atol=1e-9)
 
 
 def test_review_export_writes_one_point_list_per_method(tmp_path):
-    from landmarkflow.markups import export_review
+    from landmarkflow.present.review import export_review
 
     files = []
     for method, shift in (("identity", 0.0), ("ants_syn", 1.0), ("agent_guided", 2.0)):
         path = tmp_path / "results" / "P1" / "landmarks" / f"{method}.csv"
-        io.write_landmarks(io.landmarks_frame(["1", "2"], np.array([[0.0, 0, 0], [5, 5, 5]]) + shift), path)
+        write_landmarks(landmarks_frame(["1", "2"], np.array([[0.0, 0, 0], [5, 5, 5]]) + shift), path)
         files.append(path)
     out = tmp_path / "results" / "P1" / "slicer"
     export_review(files, out, truth_file=files[0])
     assert sorted(p.name for p in out.iterdir()) == ["agent_guided.mrk.json", "ants_syn.mrk.json", "identity.mrk.json", "truth.mrk.json"]
-    back = io.read_landmarks(out / "ants_syn.mrk.json")
-    np.testing.assert_allclose(io.points_of(back), [[1.0, 1, 1], [6, 6, 6]], atol=1e-9)
+    back = read_landmarks(out / "ants_syn.mrk.json")
+    np.testing.assert_allclose(points_of(back), [[1.0, 1, 1], [6, 6, 6]], atol=1e-9)
     doc = json.loads((out / "agent_guided.mrk.json").read_text())
     assert doc["markups"][0]["display"]["color"] == pytest.approx([0xd6 / 255, 0x27 / 255, 0x28 / 255])
-    assert not list(tmp_path.rglob("*.part*"))
-    assert isinstance(pd.read_csv(files[0]), pd.DataFrame)
+    assert doc["markups"][0]["controlPoints"][0]["description"] == "agent_guided"
+    truth = read_landmarks(out / "truth.mrk.json")
+    assert truth["landmark"].tolist() == ["1", "2"]
+    np.testing.assert_allclose(points_of(truth), [[0.0, 0, 0], [5, 5, 5]], atol=1e-9)
+    export_review(files[:1], out)  # a second export replaces the folder whole
+    assert sorted(p.name for p in out.iterdir()) == ["identity.mrk.json"]
+    assert not list(tmp_path.rglob("*.part*")) and not list(tmp_path.rglob("*.old*"))

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landmarkflow import metrics
+from landmarkflow.evaluate import metrics
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
 
 
 def _pred(rows):
@@ -59,15 +60,15 @@ def test_disagreement_without_truth():
 def test_rigid_fit_of_two_landmarks_is_reported_not_fatal(small_cohort, tmp_path):
     import json
 
-    from landmarkflow import io
-    from landmarkflow.manifest import load_manifest
+
+    from landmarkflow.cohort.manifest import load_manifest
 
     manifest, _ = small_cohort  # two post-op landmarks
     m = load_manifest(manifest)
     res_dir = tmp_path / "results"
     (res_dir / "P1" / "preproc").mkdir(parents=True)
     (res_dir / "P1" / "preproc" / "preproc.json").write_text(json.dumps({"patient": "P1", "post_to_pre": np.eye(4).tolist()}))
-    post = io.read_landmarks(m.path("P1", "post", "landmarks", "expert"))
+    post = read_landmarks(m.path("P1", "post", "landmarks", "expert"))
     pred = _pred([["P1", r.landmark, "agent_guided", r.x + 1, r.y, r.z, 0.5, 0] for r in post.itertuples()])
     fits, residuals = metrics.rigid_fits(m, pred, metrics.ground_truth(m), [res_dir / "P1" / "preproc"])
     assert set(fits["method"]) == {"agent_guided", "truth"}
@@ -135,23 +136,23 @@ def test_landmarks_to_check_puts_warning_signs_and_disagreement_first():
 def _results(tmp_path, m, shift=1.0):
     """Landmark files of identity and two methods for every patient of ``m`` (the post-op landmarks moved);
     returns their paths."""
-    from landmarkflow import io
+
 
     res = tmp_path / "results"
     files = []
     for patient in m.patients:
-        post = io.read_landmarks(m.path(patient, "post", "landmarks", "expert"))
-        xyz = io.points_of(post)
+        post = read_landmarks(m.path(patient, "post", "landmarks", "expert"))
+        xyz = points_of(post)
         (res / patient / "landmarks").mkdir(parents=True)
-        io.write_landmarks(io.landmarks_frame(post["landmark"], xyz), res / patient / "landmarks" / "identity.csv")
-        io.write_landmarks(io.landmarks_frame(post["landmark"], xyz + shift), res / patient / "landmarks" / "ants_syn.csv")
-        io.write_landmarks(io.landmarks_frame(post["landmark"], xyz - shift), res / patient / "landmarks" / "agent_baseline.csv")
+        write_landmarks(landmarks_frame(post["landmark"], xyz), res / patient / "landmarks" / "identity.csv")
+        write_landmarks(landmarks_frame(post["landmark"], xyz + shift), res / patient / "landmarks" / "ants_syn.csv")
+        write_landmarks(landmarks_frame(post["landmark"], xyz - shift), res / patient / "landmarks" / "agent_baseline.csv")
         files += [res / patient / "landmarks" / f"{method}.csv" for method in ("identity", "ants_syn", "agent_baseline")]
     return files
 
 
 def _inputs(out, files):
-    from landmarkflow.report import ReportInputs
+    from landmarkflow.present.report import ReportInputs
 
     return ReportInputs(summary=out["summary"], errors=out["errors"], predictions=out["predictions"], files=files,
                         check=out["check"])
@@ -163,7 +164,7 @@ def _outputs(tmp_path):
 
 
 def test_evaluate_cohort_without_ground_truth_writes_every_table(small_cohort, tmp_path):
-    from landmarkflow.manifest import load_manifest
+    from landmarkflow.cohort.manifest import load_manifest
 
     manifest, _ = small_cohort
     manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
@@ -185,8 +186,8 @@ def test_evaluate_cohort_without_ground_truth_writes_every_table(small_cohort, t
 
 def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
     """One patient with pre-op ground truth, one without: errors over the first, predictions of both."""
-    from landmarkflow import report
-    from landmarkflow.manifest import load_manifest
+    from landmarkflow.present import report
+    from landmarkflow.cohort.manifest import load_manifest
 
     import shutil
 
@@ -215,8 +216,8 @@ def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
 
 
 def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_path):
-    from landmarkflow import report
-    from landmarkflow.manifest import load_manifest
+    from landmarkflow.present import report
+    from landmarkflow.cohort.manifest import load_manifest
 
     manifest, _ = small_cohort
     manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 import torch
 
-from landmarkflow.agent import detect
-from landmarkflow.agent.env import ACTIONS, PatchVolume
-from landmarkflow.pin import PatchSampler, PinConfig, PinNet, PinTrainer, direction_class, localise
+from landmarkflow.detect import search
+from landmarkflow.detect.agent.env import ACTIONS
+from landmarkflow.detect.patches import PatchVolume
+from landmarkflow.detect.pin import PatchSampler, PinConfig, PinNet, PinTrainer, direction_class, localise
 
 from test_agent import _blob_volume, _coords_volume
 
@@ -80,7 +81,7 @@ def test_training_finds_a_bright_blob_from_every_start():
     trainer = PinTrainer(vol[None, None], target, cfg, seed=0)
     rows = trainer.train(log_every=100)
     assert rows[-1]["loss"] < rows[0]["loss"]
-    starts = detect.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
+    starts = search.start_points(target, 20, cfg.box_mm, (1, 1, 1), seed=1)
     det = localise(trainer.net, cfg, vol[None], starts)
     err = np.linalg.norm(det.ends - target, axis=1)
     assert np.all(err <= 2.0), err
@@ -106,7 +107,7 @@ def test_finds_the_landmark_in_a_rigidly_shifted_renoised_copy_from_every_start(
     cfg = PinConfig(patch=15, scales=[2, 1], box_mm=20, updates=600, batch=64, versions=1, iterations=10, width=16)
     trainer = PinTrainer(vol[None, None], target, cfg, seed=1)
     trainer.train(log_every=10**9)
-    starts = detect.start_points(target + shift, 20, cfg.box_mm, (1, 1, 1), seed=2)
+    starts = search.start_points(target + shift, 20, cfg.box_mm, (1, 1, 1), seed=2)
     det = localise(trainer.net, cfg, moved[None], starts)
     err = np.linalg.norm(det.ends - (target + shift), axis=1)
     assert np.all(err <= 2.0), err

@@ -7,38 +7,46 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from conftest import DATA
-from landmarkflow import io, manifest, preprocess, registration, spatial, synthetic
+from testdata import DATA
+from landmarkflow.cohort import manifest, validation
+from landmarkflow.preprocess import pipeline as preprocess
+from landmarkflow.imaging import spatial
+from landmarkflow.demo import synthetic
+from landmarkflow.core.files import write_table
+from landmarkflow.imaging.image import Image, read_header, read_image, write_image
+from landmarkflow.imaging.masks import head_mask
+from landmarkflow.imaging.resample import resample
+from landmarkflow.io.landmarks import landmarks_frame, points_of, read_landmarks, write_landmarks
 
 pytestmark = pytest.mark.slow
 BRAIN1 = DATA / "pyradiomics-brain" / "brain1_image.nrrd"
 
 
-def _moved_copy(image: io.Image, angles, shift):
+def _moved_copy(image: Image, angles, shift):
     """The same head after a known rigid movement, sampled on the original grid; returns (image, post->pre matrix)."""
     move = np.eye(4)
     move[:3, :3] = spatial.rotation_matrix(angles)
     centre = spatial.voxel_to_world(np.array(image.shape) / 2, image.affine)
     move[:3, 3] = centre - move[:3, :3] @ centre + np.asarray(shift)
     # content at post world q is the pre content at move^-1 q ... so post world -> pre world = inv(move)
-    post = registration.resample(image, image.shape, image.affine, np.linalg.inv(move), order=1)
+    post = resample(image, image.shape, image.affine, np.linalg.inv(move), order=1)
     return post, np.linalg.inv(move)
 
 
 @pytest.fixture(scope="module")
 def brain1_cohort(tmp_path_factory):
     d = tmp_path_factory.mktemp("brain1")
-    pre = io.read_image(BRAIN1)
+    pre = read_image(BRAIN1)
     # a small bright marker (3x3 voxels in plane, one slice) to follow through the pipeline
     ijk = np.array([150, 120, 12])
     pre.data[ijk[0] - 1 : ijk[0] + 2, ijk[1] - 1 : ijk[1] + 2, ijk[2]] = pre.data.max() * 1.5
-    io.write_image(pre, d / "pre_t1ce.nrrd")
+    write_image(pre, d / "pre_t1ce.nrrd")
     post, post_to_pre = _moved_copy(pre, (2.0, -1.5, 3.0), (3.0, -2.0, 1.5))
-    io.write_image(post, d / "post_t1ce.nii.gz")
+    write_image(post, d / "post_t1ce.nii.gz")
     marker_pre = spatial.voxel_to_world(ijk, pre.affine)
     marker_post = spatial.apply_affine(np.linalg.inv(post_to_pre), marker_pre)
     lm_post = spatial.apply_affine(np.linalg.inv(post_to_pre), spatial.voxel_to_world([[100, 140, 14], [160, 100, 10]], pre.affine))
-    io.write_landmarks(io.landmarks_frame(["1", "2"], lm_post), d / "post_lm.csv")
+    write_landmarks(landmarks_frame(["1", "2"], lm_post), d / "post_lm.csv")
     pd.DataFrame(
         [
             ["b1", "pre", "image", "t1ce", "pre_t1ce.nrrd"],
@@ -47,7 +55,7 @@ def brain1_cohort(tmp_path_factory):
         ],
         columns=manifest.COLUMNS,
     ).to_csv(d / "cohort.tsv", sep="\t", index=False)
-    m = manifest.validate_contents(manifest.load_manifest(d / "cohort.tsv"))
+    m = validation.validate_contents(manifest.load_manifest(d / "cohort.tsv"))
     info = preprocess.preprocess_patient(
         m, "b1", d / "out", preprocess.Settings(skull_strip="morph_atlas", seed=1), identity_out=d / "identity.csv"
     )
@@ -55,12 +63,12 @@ def brain1_cohort(tmp_path_factory):
 
 
 def test_skull_strip_whole_head_scan():
-    img = io.read_image(BRAIN1)
+    img = read_image(BRAIN1)
     brain = preprocess.skull_strip(img)
     volume_ml = brain.sum() * np.prod(img.spacing) / 1000
     # intracranial volume of an adult (1.1-1.9 l) plus partial volume of 6.5 mm slices
     assert 1100 < volume_ml < 2200, volume_ml
-    head = preprocess.head_mask(img)
+    head = head_mask(img)
     depth = ndimage.distance_transform_edt(head, sampling=img.spacing)
     ring = (depth > 0) & (depth < 5)  # scalp and skull
     assert (brain & ring).sum() / ring.sum() < 0.02
@@ -71,12 +79,12 @@ def test_skull_strip_whole_head_scan():
 
 def test_preprocessed_grid_is_1mm_isotropic_and_ras(brain1_cohort):
     d, info, *_ = brain1_cohort
-    img = io.read_image(d / "out" / "pre_t1ce.nii.gz")
+    img = read_image(d / "out" / "pre_t1ce.nii.gz")
     np.testing.assert_allclose(img.affine[:3, :3], np.eye(3), atol=1e-6)
     assert info["grid"]["shape"] == list(img.shape)
     for name in ("post_t1ce", "pre_brain", "post_brain"):
-        assert io.read_image(d / "out" / f"{name}.nii.gz").same_grid(img)
-    brain = io.read_image(d / "out" / "pre_brain.nii.gz").data > 0
+        assert read_image(d / "out" / f"{name}.nii.gz").same_grid(img)
+    brain = read_image(d / "out" / "pre_brain.nii.gz").data > 0
     vals = img.data[brain]
     assert np.percentile(vals, 1) == pytest.approx(0, abs=0.02) and np.percentile(vals, 99) == pytest.approx(1, abs=0.02)
     assert not img.data[~brain].any()
@@ -85,7 +93,7 @@ def test_preprocessed_grid_is_1mm_isotropic_and_ras(brain1_cohort):
 def test_rigid_movement_is_recovered(brain1_cohort):
     d, info, post_to_pre, *_ = brain1_cohort
     est = np.array(info["post_to_pre"])
-    pts = spatial.voxel_to_world(np.argwhere(io.read_image(d / "out" / "pre_brain.nii.gz").data > 0)[::500], np.array(info["grid"]["affine"]))
+    pts = spatial.voxel_to_world(np.argwhere(read_image(d / "out" / "pre_brain.nii.gz").data > 0)[::500], np.array(info["grid"]["affine"]))
     err = np.linalg.norm(spatial.apply_affine(est, pts) - spatial.apply_affine(post_to_pre, pts), axis=1)
     assert err.mean() < 1.0 and np.percentile(err, 95) < 1.5, (err.mean(), err.max())
 
@@ -95,14 +103,14 @@ def test_points_round_trip_input_preprocessed_input(brain1_cohort):
     import ants
 
     d, info, _, _, _, lm_post = brain1_cohort
-    mapped = io.points_of(io.read_landmarks(d / "identity.csv"))
+    mapped = points_of(read_landmarks(d / "identity.csv"))
     df = pd.DataFrame(spatial.ras_to_lps(mapped), columns=["x", "y", "z"])
     back = ants.apply_transforms_to_points(3, df, [str(d / "out" / "post_to_pre_rigid.mat")])
     back = spatial.lps_to_ras(back[["x", "y", "z"]].to_numpy())
     np.testing.assert_allclose(back, lm_post, atol=0.5)
     # pre-op world coordinates are those of the original scan: voxel -> world -> preprocessed voxel -> world
     grid = np.array(info["grid"]["affine"])
-    orig = io.read_header(d / "pre_t1ce.nrrd")[1]
+    orig = read_header(d / "pre_t1ce.nrrd")[1]
     p = spatial.voxel_to_world([100, 140, 14], orig)
     np.testing.assert_allclose(spatial.voxel_to_world(spatial.world_to_voxel(p, grid), grid), p, atol=1e-6)
 
@@ -110,7 +118,7 @@ def test_points_round_trip_input_preprocessed_input(brain1_cohort):
 def test_image_content_follows_the_transform(brain1_cohort):
     """The bright marker of the post-op scan appears in the preprocessed post-op image at the pre-op position."""
     d, info, _, marker_pre, marker_post, _ = brain1_cohort
-    img = io.read_image(d / "out" / "post_t1ce.nii.gz")
+    img = read_image(d / "out" / "post_t1ce.nii.gz")
     near = spatial.world_to_voxel(marker_pre, img.affine)
     box = tuple(slice(int(c) - 8, int(c) + 9) for c in near)
     sub = img.data[box]
@@ -121,12 +129,12 @@ def test_image_content_follows_the_transform(brain1_cohort):
 def test_demo_rigid_residual_far_from_cavity(demo_patient, tmp_path):
     out, paths = demo_patient
     rows = synthetic.manifest_rows(["demo01"], out, tmp_path)
-    io.write_table(rows, tmp_path / "cohort.tsv")
+    write_table(rows, tmp_path / "cohort.tsv")
     m = manifest.load_manifest(tmp_path / "cohort.tsv")
     info = preprocess.preprocess_patient(m, "demo01", tmp_path / "pp", preprocess.Settings(skull_strip="none", seed=3))
     truth = synthetic.Truth.load(paths["truth"])
     est = np.array(info["post_to_pre"])
-    brain = io.read_image(tmp_path / "pp" / "pre_brain.nii.gz")
+    brain = read_image(tmp_path / "pp" / "pre_brain.nii.gz")
     p = spatial.voxel_to_world(np.argwhere(brain.data > 0)[::200], brain.affine)
     far = p[np.linalg.norm(p - truth.tumour_centre, axis=1) > 50]
     q = truth.tissue_to_post_world(far)  # (collapse is negligible there: checked in test_synthetic)

@@ -4,8 +4,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import DATA
-from landmarkflow import io, radiomics, spatial
+from testdata import DATA, write_preproc
+from landmarkflow.evaluate import radiomics
+from landmarkflow.imaging import spatial
+from landmarkflow.imaging.image import read_image
+from landmarkflow.io.landmarks import read_landmarks, write_landmarks
 
 BRAIN = DATA / "pyradiomics-brain"
 CLASSES = ["firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm", "shape"]
@@ -35,8 +38,8 @@ def direct_features():
 @pytest.fixture(scope="module")
 def brain1_features():
     ext = radiomics.extractor(BRAIN / "baseline_params.yaml")
-    image = io.read_image(BRAIN / "brain1_image.nrrd")
-    label = io.read_image(BRAIN / "brain1_label.nrrd", dtype=None)
+    image = read_image(BRAIN / "brain1_image.nrrd")
+    label = read_image(BRAIN / "brain1_label.nrrd", dtype=None)
     return radiomics.extract(ext, image, label.data == 1)
 
 
@@ -71,26 +74,20 @@ def test_feature_class_names():
 
 
 def _tiny_preproc(folder, lesion_at=None):
-    """A preprocessed-like folder: 1 mm images, masks, landmarks and preproc.json."""
-    import json
-
+    """A preprocessed folder: 1 mm images, masks, landmarks and preproc.json."""
     rng = np.random.default_rng(0)
     aff = np.eye(4)
     aff[:3, 3] = [-20.0, -20.0, -20.0]
     shape = (40, 40, 40)
-    for tp in ("pre", "post"):
-        io.write_image(io.Image(rng.random(shape).astype(np.float32), aff), folder / f"{tp}_t1.nii.gz")
-        brain = np.zeros(shape, np.uint8)
-        brain[4:36, 4:36, 4:36] = 1
-        io.write_image(io.Image(brain, aff), folder / f"{tp}_brain.nii.gz")
-    cav = np.zeros(shape, np.uint8)
-    cav[18:26, 18:26, 18:26] = 1
-    io.write_image(io.Image(cav, aff), folder / "post_resection.nii.gz")
+    brain = np.zeros(shape, bool)
+    brain[4:36, 4:36, 4:36] = True
+    cav = np.zeros(shape, bool)
+    cav[18:26, 18:26, 18:26] = True
     # landmark 1 in open tissue; landmark 2 at the brain's corner, where a 5 mm sphere keeps few voxels
     pts = np.array([[-8.0, -8.0, -8.0], [-15.5, -15.5, -15.5]])
-    io.write_landmarks(io.landmarks_frame(["1", "2"], pts), folder / "landmarks_post_expert.csv")
-    io.write_landmarks(io.landmarks_frame(["1", "2"], pts + 1.0), folder / "landmarks_pre_expert.csv")
-    (folder / "preproc.json").write_text(json.dumps({"patient": "T", "modalities": ["t1"], "reference_modality": "t1", "primary_annotator": "expert"}))
+    write_preproc(folder, aff, {(tp, "t1"): rng.random(shape) for tp in ("pre", "post")},
+                  brain={"pre": brain, "post": brain}, lesions={"post": cav}, patient="T",
+                  landmarks={("post", "expert"): (["1", "2"], pts), ("pre", "expert"): (["1", "2"], pts + 1.0)})
     return folder
 
 
@@ -119,9 +116,9 @@ def test_cohort_summary_compares_methods_with_the_truth(tmp_path):
     params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\nsetting:\n  binWidth: 0.1\n  label: 1\n")
     truth = radiomics.truth_file(d)
     shifted = tmp_path / "shifted.csv"
-    lm = io.read_landmarks(truth)
+    lm = read_landmarks(truth)
     lm[["x", "y", "z"]] += 4.0
-    io.write_landmarks(lm, shifted)
+    write_landmarks(lm, shifted)
     radiomics.patient_radiomics(d, {"truth": truth, "same": truth, "shifted": shifted}, params, tmp_path / "p.tsv", min_voxels=10)
     summ = radiomics.cohort_radiomics([tmp_path / "p.tsv"], tmp_path / "all.tsv", tmp_path / "summary.tsv").set_index("method")
     assert summ.loc["same", "median_deviation"] == 0

@@ -5,8 +5,11 @@ import pandas as pd
 import pytest
 from scipy import ndimage
 
-from conftest import oblique_affine
-from landmarkflow import io, registration, spatial
+from testdata import oblique_affine
+from landmarkflow.imaging.resample import resample, resample_mask
+from landmarkflow.registration import ants as registration
+from landmarkflow.imaging import spatial
+from landmarkflow.imaging.image import Image
 
 
 def _texture(seed=0, size=96):
@@ -20,7 +23,7 @@ def _sample_world(tex, affine, shape, shift=np.zeros(3)):
     w = spatial.voxel_to_world(ijk, affine) - shift
     vals = ndimage.map_coordinates(tex, (w / 1.5 + tex.shape[0] / 2).T, order=1)
     vals = (vals - vals.min()) / (vals.max() - vals.min())
-    return io.Image(vals.reshape(shape).astype(np.float32), affine)
+    return Image(vals.reshape(shape).astype(np.float32), affine)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +41,7 @@ def test_register_linear_matrix_and_resample(shifted_pair):
     m = registration.register_linear(fixed, moving, "Rigid")
     # fixed world -> moving world: content at p in fixed sits at p + shift in moving
     np.testing.assert_allclose(m[:3, 3] + m[:3, :3] @ np.zeros(3), shift, atol=0.5)
-    back = registration.resample(moving, fixed.shape, fixed.affine, m)
+    back = resample(moving, fixed.shape, fixed.affine, m)
     inner = tuple(slice(6, -6) for _ in range(3))
     assert np.corrcoef(back.data[inner].ravel(), fixed.data[inner].ravel())[0, 1] > 0.97
 
@@ -71,10 +74,10 @@ def test_ants_baseline_moves_points_with_the_inverse_transform(shifted_pair, tmp
 def test_resample_mask_is_label_aware(oblique):
     mask = np.zeros((20, 20, 20), np.uint8)
     mask[5:15, 5:15, 5:15] = 1
-    img = io.Image(mask, np.diag([2.0, 2.0, 2.0, 1.0]))
+    img = Image(mask, np.diag([2.0, 2.0, 2.0, 1.0]))
     target = np.eye(4)
     target[:3, 3] = 0.25  # voxel centres off the mask's edges (no ties at exactly 0.5)
-    out = registration.resample_mask(img, (40, 40, 40), target)
+    out = resample_mask(img, (40, 40, 40), target)
     assert set(np.unique(out.data)) == {0, 1}
     # a 20 mm cube in 1 mm voxels: exactly 20 voxels across each axis through its centre; trilinear
     # weights trim only the corners, so the volume is kept within 1 %

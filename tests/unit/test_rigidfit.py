@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from landmarkflow import rigidfit, spatial
+from landmarkflow.evaluate import rigidfit
+from landmarkflow.imaging import spatial
 
 
 def _points(n=6, seed=0):

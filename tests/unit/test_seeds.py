@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from landmarkflow import seeds
+from landmarkflow.evaluate import seeds
 
 
 def _summary(rows):

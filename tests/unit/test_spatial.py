@@ -5,8 +5,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from conftest import DATA, oblique_affine
-from landmarkflow import io, spatial
+from testdata import DATA, oblique_affine
+from landmarkflow.imaging import spatial
+from landmarkflow.core.errors import InputError
+from landmarkflow.imaging.image import Image, read_header, read_image, write_image
 
 
 def test_round_trip_voxel_ras_lps_voxel(oblique):
@@ -33,8 +35,8 @@ def test_written_image_matches_itk_physical_points(tmp_path, oblique, suffix):
     """Our affine agrees with ITK's own index -> physical point mapping (LPS) for NIfTI and NRRD."""
     path = tmp_path / f"img{suffix}"
     data = np.arange(7 * 6 * 5, dtype=np.float32).reshape(7, 6, 5)
-    io.write_image(io.Image(data, oblique), path)
-    img = io.read_image(path)
+    write_image(Image(data, oblique), path)
+    img = read_image(path)
     np.testing.assert_allclose(img.affine, oblique, atol=1e-5)
     np.testing.assert_array_equal(img.data, data)
     itk = sitk.ReadImage(str(path))
@@ -47,18 +49,18 @@ def test_written_image_matches_itk_physical_points(tmp_path, oblique, suffix):
 
 def test_nifti_affine_agrees_with_nibabel(tmp_path, oblique):
     path = tmp_path / "img.nii.gz"
-    io.write_image(io.Image(np.zeros((5, 4, 3), np.float32), oblique), path)
+    write_image(Image(np.zeros((5, 4, 3), np.float32), oblique), path)
     np.testing.assert_allclose(nib.load(path).affine, oblique, atol=1e-5)
     # and the other way: a file written by nibabel reads back with the same affine
     path2 = tmp_path / "nib.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros((5, 4, 3), np.float32), oblique), path2)
-    np.testing.assert_allclose(io.read_image(path2).affine, oblique, atol=1e-5)
-    np.testing.assert_allclose(io.read_header(path2)[1], oblique, atol=1e-5)
+    np.testing.assert_allclose(read_image(path2).affine, oblique, atol=1e-5)
+    np.testing.assert_allclose(read_header(path2)[1], oblique, atol=1e-5)
 
 
 def test_real_nrrd_with_flipped_axis():
     """brain1 (pyradiomics): LPS space, y axis flipped, 0.78 x 0.78 x 6.5 mm, origin (-99.6, 99.6, -78)."""
-    img = io.read_image(DATA / "pyradiomics-brain" / "brain1_image.nrrd")
+    img = read_image(DATA / "pyradiomics-brain" / "brain1_image.nrrd")
     assert img.shape == (256, 256, 25)
     np.testing.assert_allclose(img.spacing, [0.78125, 0.78125, 6.5], atol=1e-6)
     # header: space origin (-99.609375, 99.609375, -78) LPS; directions +x, -y, +z (LPS)
@@ -104,7 +106,7 @@ def test_nifti_nan_survives_reading(tmp_path, oblique):
     data = np.ones((4, 4, 4), np.float32)
     data[1, 2, 3] = np.nan
     nib.save(nib.Nifti1Image(data, oblique), tmp_path / "nan.nii.gz")
-    assert np.isnan(io.read_image(tmp_path / "nan.nii.gz").data[1, 2, 3])
+    assert np.isnan(read_image(tmp_path / "nan.nii.gz").data[1, 2, 3])
 
 
 def test_nifti_with_disagreeing_qform_and_sform_is_an_error(tmp_path, oblique):
@@ -115,5 +117,5 @@ def test_nifti_with_disagreeing_qform_and_sform_is_an_error(tmp_path, oblique):
     img.set_qform(oblique, code=1)
     img.set_sform(sheared, code=1)
     nib.save(img, tmp_path / "bad.nii.gz")
-    with pytest.raises(io.InputError, match="qform and sform disagree"):
-        io.read_image(tmp_path / "bad.nii.gz")
+    with pytest.raises(InputError, match="qform and sform disagree"):
+        read_image(tmp_path / "bad.nii.gz")

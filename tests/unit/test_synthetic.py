@@ -4,7 +4,12 @@ import numpy as np
 import pytest
 from scipy import ndimage, stats
 
-from landmarkflow import io, manifest, spatial, synthetic
+from landmarkflow.cohort import manifest, validation
+from landmarkflow.imaging import spatial
+from landmarkflow.demo import synthetic
+from landmarkflow.core.files import write_table
+from landmarkflow.imaging.image import read_image
+from landmarkflow.io.landmarks import points_of, read_landmarks
 
 pytestmark = pytest.mark.slow
 
@@ -21,11 +26,11 @@ def _mapped_correlation(pre, post, brain_post, mapping):
 def test_demo_patient_is_a_valid_cohort(demo_patient, tmp_path):
     out, paths = demo_patient
     rows = synthetic.manifest_rows(["demo01"], out, tmp_path)
-    io.write_table(rows, tmp_path / "cohort.tsv")
-    m = manifest.validate_contents(manifest.load_manifest(tmp_path / "cohort.tsv"))
+    write_table(rows, tmp_path / "cohort.tsv")
+    m = validation.validate_contents(manifest.load_manifest(tmp_path / "cohort.tsv"))
     assert m.common_modalities("demo01") == ["t1ce", "flair"]
     assert m.warnings == []
-    pre, post = io.read_image(paths["pre_t1ce"]), io.read_image(paths["post_t1ce"])
+    pre, post = read_image(paths["pre_t1ce"]), read_image(paths["post_t1ce"])
     # different acquisitions: 1 mm isotropic before, thick slices after
     np.testing.assert_allclose(pre.spacing, [1, 1, 1], atol=1e-6)
     np.testing.assert_allclose(post.spacing, [1, 1, synthetic.POST_SLICE_MM], atol=1e-6)
@@ -34,23 +39,23 @@ def test_demo_patient_is_a_valid_cohort(demo_patient, tmp_path):
 
 def test_landmarks_are_near_the_cavity_and_outside_it(demo_patient):
     _, paths = demo_patient
-    post_lm = io.read_landmarks(paths["post_landmarks_expert"])
+    post_lm = read_landmarks(paths["post_landmarks_expert"])
     assert len(post_lm) == 3
-    cavity = io.read_image(paths["post_resection"], dtype=None)
+    cavity = read_image(paths["post_resection"], dtype=None)
     dist = ndimage.distance_transform_edt(cavity.data == 0, sampling=cavity.spacing)
-    ijk = np.rint(spatial.world_to_voxel(io.points_of(post_lm), cavity.affine)).astype(int)
+    ijk = np.rint(spatial.world_to_voxel(points_of(post_lm), cavity.affine)).astype(int)
     d = dist[tuple(ijk.T)]
     # on anatomy around the cavity, not on its wall: 6-20 mm away in the 1 mm truth, less a thick slice here
     assert np.all(d >= 6 - synthetic.POST_SLICE_MM) and np.all(d <= 20 + synthetic.POST_SLICE_MM), d
-    pts = io.points_of(post_lm)
+    pts = points_of(post_lm)
     assert min(np.linalg.norm(a - b) for i, a in enumerate(pts) for b in pts[i + 1 :]) >= 15
 
 
 def test_ground_truth_is_exact_and_the_images_agree_with_it(demo_patient):
     out, paths = demo_patient
     truth = synthetic.Truth.load(paths["truth"])
-    q = io.points_of(io.read_landmarks(paths["post_landmarks_expert"]))
-    p = io.points_of(io.read_landmarks(paths["pre_landmarks_expert"]))
+    q = points_of(read_landmarks(paths["post_landmarks_expert"]))
+    p = points_of(read_landmarks(paths["pre_landmarks_expert"]))
     np.testing.assert_allclose(p, truth.post_to_pre(q), atol=1e-3)  # 4 decimals in the CSV
     initial = np.linalg.norm(p - truth.rigid_post_to_pre(q), axis=1)
     assert np.all((initial > 0.3) & (initial < 8)), initial  # a few mm of tissue shift
@@ -59,8 +64,8 @@ def test_ground_truth_is_exact_and_the_images_agree_with_it(demo_patient):
     q_far = truth.tissue_to_post_world(far)
     np.testing.assert_allclose(truth.post_to_pre(q_far), far, atol=0.05)
 
-    pre, post = io.read_image(paths["pre_t1ce"]), io.read_image(paths["post_t1ce"])
-    cavity = io.read_image(paths["post_resection"], dtype=None).data > 0
+    pre, post = read_image(paths["pre_t1ce"]), read_image(paths["post_t1ce"])
+    cavity = read_image(paths["post_resection"], dtype=None).data > 0
     brain_post = (post.data > 150) & ~ndimage.binary_dilation(cavity, iterations=3)
     right = _mapped_correlation(pre, post, brain_post, truth.post_to_pre)
     no_motion = _mapped_correlation(pre, post, brain_post, lambda x: x)
@@ -75,6 +80,6 @@ def test_same_seed_same_patient(demo_patient, tmp_path):
     again = synthetic.make_patient("demo01", tmp_path, seed=7)
     for key in ("post_landmarks_expert", "pre_landmarks_expert", "pre_landmarks_expert2"):
         assert open(again[key]).read() == open(paths[key]).read()
-    np.testing.assert_array_equal(io.read_image(again["post_flair"]).data, io.read_image(paths["post_flair"]).data)
+    np.testing.assert_array_equal(read_image(again["post_flair"]).data, read_image(paths["post_flair"]).data)
     other = synthetic.patient_rng(7, "demo02").integers(1 << 30)
     assert other != synthetic.patient_rng(7, "demo01").integers(1 << 30)

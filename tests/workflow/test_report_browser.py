@@ -28,7 +28,10 @@ def test_report_renders_in_chromium(tiny_run, tmp_path):
     assert total >= 8 and ok == total, f"{ok} of {total} images decoded"
     for sid in SECTIONS:
         assert f'<section id="{sid}">' in dom.stdout, sid
-    assert "agent_guided" in dom.stdout and "ground truth" not in dom.stdout[:100]
+    summary = dom.stdout[dom.stdout.index('<section id="summary">'):]
+    first_row = re.search(r"<tbody>\s*<tr>\s*<td>([^<]+)</td>", summary)
+    assert first_row and first_row.group(1) == "consensus", "the recommended landmark is the summary's first row"
+    assert "agent_guided" in dom.stdout
     shot = tmp_path / "report.png"
     res = subprocess.run([CHROMIUM, *flags, "--window-size=1300,2400", f"--screenshot={shot}", report.as_uri()],
                          capture_output=True, text=True, timeout=120)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import yaml
 
-from landmarkflow import io, synthetic
+from landmarkflow.demo import synthetic
+from landmarkflow.core.files import write_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +19,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = {
     "preprocess": {"skull_strip": "none", "n4": False, "spacing_mm": 1.0, "crop_margin_mm": 10, "normalise": "percentile"},
     "agent": {"updates": 60, "n_envs": 8, "batch": 16, "warmup": 200, "versions": 2, "n_starts": 6, "max_test_steps": 40},
-    "pin": {"updates": 60, "batch": 16, "versions": 2, "n_starts": 6, "iterations": 5},
+    "pin": {"activate": True, "updates": 60, "batch": 16, "versions": 2, "n_starts": 6, "iterations": 5},
 }
 
 
@@ -34,10 +35,10 @@ def workdir(tmp_path, patients, seed=3, overrides=None):
     """A working folder with config/config.yaml and a manifest of demo patients (made by the workflow)."""
     wd = tmp_path / "wd"
     (wd / "config").mkdir(parents=True)
-    io.write_table(synthetic.manifest_rows(patients, wd / "resources" / "demo", wd / "config"), wd / "config" / "cohort.tsv")
+    write_table(synthetic.manifest_rows(patients, wd / "resources" / "demo", wd / "config"), wd / "config" / "cohort.tsv")
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     cfg["seed"] = seed
     for key, val in (overrides or {}).items():
-        cfg[key].update(val)
+        cfg.setdefault(key, {}).update(val)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return wd

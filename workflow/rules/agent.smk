@@ -4,16 +4,16 @@
 rule train_agents:
     # every agent of a patient (landmarks x variants) in one batched job: one GPU job per patient
     input:
-        preproc="results/{patient}/preproc",
+        preproc=layout.preproc("{patient}"),
     output:
-        models=directory("results/{patient}/agents/trained"),
+        models=directory(layout.agent_models("{patient}")),
     params:
         settings=AGENT_TRAINING,
         seed=config["seed"],
     log:
-        "results/logs/train_agents/{patient}.log",
+        layout.log("train_agents", "{patient}"),
     benchmark:
-        "results/benchmarks/train_agents/{patient}.tsv"
+        layout.benchmark("train_agents", "{patient}")
     threads: 2
     resources:
         gpu=1,
@@ -25,18 +25,18 @@ rule train_agents:
 
 rule redetect:
     input:
-        preproc="results/{patient}/preproc",
-        models="results/{patient}/agents/trained",
+        preproc=layout.preproc("{patient}"),
+        models=layout.agent_models("{patient}"),
     output:
-        landmarks="results/{patient}/landmarks/agent_{variant}.csv",
-        ends="results/{patient}/agents/{variant}_endpoints.tsv",
-        trajectories="results/{patient}/agents/{variant}_trajectories.tsv",
+        landmarks=layout.landmarks("{patient}", "agent_{variant}"),
+        ends=layout.endpoints("{patient}", "agent_{variant}"),
+        trajectories=layout.trajectories("{patient}", "agent_{variant}"),
     params:
         seed=config["seed"],
-        device=config["agent"].get("device", "auto"),
+        device=config["agent"]["device"],
         detection=AGENT_DETECTION,
     log:
-        "results/logs/redetect/{patient}/{variant}.log",
+        layout.log("redetect", "{patient}/{variant}"),
     threads: 2
     conda:
         "../../envs/agent.yaml"
@@ -47,19 +47,19 @@ rule redetect:
 rule redetect_seeded:
     # method agent_seeded: the trained agents started at ANTs SyN's landmark (no training of their own)
     input:
-        preproc="results/{patient}/preproc",
-        models="results/{patient}/agents/trained",
-        seeds="results/{patient}/landmarks/ants_syn.csv",
+        preproc=layout.preproc("{patient}"),
+        models=layout.agent_models("{patient}"),
+        seeds=layout.landmarks("{patient}", "ants_syn"),
     output:
-        landmarks="results/{patient}/landmarks/agent_seeded.csv",
-        ends="results/{patient}/agents/seeded_endpoints.tsv",
-        trajectories="results/{patient}/agents/seeded_trajectories.tsv",
+        landmarks=layout.landmarks("{patient}", "agent_seeded"),
+        ends=layout.endpoints("{patient}", "agent_seeded"),
+        trajectories=layout.trajectories("{patient}", "agent_seeded"),
     params:
         seed=config["seed"],
-        device=config["agent"].get("device", "auto"),
+        device=config["agent"]["device"],
         detection=AGENT_DETECTION,
     log:
-        "results/logs/redetect/{patient}/seeded.log",
+        layout.log("redetect", "{patient}/seeded"),
     threads: 2
     conda:
         "../../envs/agent.yaml"

@@ -3,20 +3,20 @@
 
 rule register_ants:
     input:
-        preproc="results/{patient}/preproc",
+        preproc=layout.preproc("{patient}"),
     output:
-        folder=directory("results/{patient}/ants"),
-        rigid="results/{patient}/landmarks/ants_rigid.csv",
-        affine="results/{patient}/landmarks/ants_affine.csv",
-        syn="results/{patient}/landmarks/ants_syn.csv",
-        syn_nomask="results/{patient}/landmarks/ants_syn_nomask.csv",
+        folder=directory(layout.ants_dir("{patient}")),
+        rigid=layout.landmarks("{patient}", "ants_rigid"),
+        affine=layout.landmarks("{patient}", "ants_affine"),
+        syn=layout.landmarks("{patient}", "ants_syn"),
+        syn_nomask=layout.landmarks("{patient}", "ants_syn_nomask"),
     params:
         settings=config["ants"],
         seed=config["seed"],
     log:
-        "results/logs/register_ants/{patient}.log",
+        layout.log("register_ants", "{patient}"),
     benchmark:
-        "results/benchmarks/register_ants/{patient}.tsv"
+        layout.benchmark("register_ants", "{patient}")
     threads: 2
     conda:
         "../../envs/preprocess.yaml"

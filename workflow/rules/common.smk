@@ -11,31 +11,34 @@ from snakemake.utils import validate
 WORKFLOW_ROOT = os.path.abspath(os.path.join(workflow.current_basedir, "..", ".."))
 sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when it is not installed
 
-from landmarkflow import layout
-from landmarkflow import manifest as mf
-from landmarkflow.consensus import ConsensusConfig
-from landmarkflow.io import InputError
-from landmarkflow.settings import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, split_settings
+from landmarkflow.cohort import manifest as mf
+from landmarkflow.core import layout, methods
+from landmarkflow.core.config import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, split_settings
+from landmarkflow.core.errors import InputError
+from landmarkflow.demo.synthetic import DEMO_DIR, DEMO_FILES
+from landmarkflow.detect.consensus import ConsensusConfig
 
-
+# the schema fills in every default: below, every key is there
 validate(config, schema="../schemas/config.schema.yaml")
 try:  # what the schema cannot say: relations between settings
-    ConsensusConfig.from_settings(config.get("consensus", {}))
+    ConsensusConfig.from_settings(config["consensus"])
 except ValueError as err:
     raise WorkflowError(f"config: {err}") from None
-
-DEMO_DIR = "resources/demo"
 
 
 wildcard_constraints:
     patient=r"[A-Za-z0-9_-]+",
     landmark=r"[A-Za-z0-9_-]+",
-    variant=r"baseline|guided",
+    variant="|".join(methods.AGENT_VARIANTS),
 
 
 def is_activated(key):
     """Is the optional stage ``key`` switched on in the config?"""
-    return bool(config.get(key, {}).get("activate", False))
+    return bool(config[key]["activate"])
+
+
+#: the switched-on optional stages (the method catalogue decides which methods they bring)
+ACTIVE = {key for key in ("demo", "pin", "ants", "consensus", "radiomics") if is_activated(key)}
 
 
 def _must_exist_now(path):
@@ -45,27 +48,27 @@ def _must_exist_now(path):
     return not Path(os.path.abspath(path)).is_relative_to(Path(os.path.abspath(DEMO_DIR)))
 
 
-ANNOTATOR = config.get("landmarks", {}).get("annotator")
-UNMATCHED_TRUTH = config.get("landmarks", {}).get("unmatched_truth", "error")
-
+ANNOTATOR = config["landmarks"]["annotator"]
+UNMATCHED_TRUTH = config["landmarks"]["unmatched_truth"]
 try:
     MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now, annotator=ANNOTATOR)
-    MANIFEST.check_modalities(
-        {f"{key}.modalities": config.get(key, {}).get("modalities", []) for key in ("agent", "pin", "ants")}
-    )
+    MANIFEST.check_modalities({f"{key}.modalities": config[key]["modalities"] for key in ("agent", "pin", "ants")})
 except InputError as err:
     raise WorkflowError(str(err)) from None
 validate(MANIFEST.table, schema="../schemas/manifest.schema.yaml")
 for _warning in MANIFEST.warnings:  # once, when the workflow starts; the validation job logs them with its own
     logger.warning(_warning)
-
 PATIENTS = MANIFEST.patients
 
 # training jobs get the training settings, redetection jobs the detection settings: a change to one
 # reruns only the jobs that use it
 AGENT_TRAINING, AGENT_DETECTION = split_settings(config["agent"], AGENT_DETECTION_KEYS)
 PIN_TRAINING, PIN_DETECTION = split_settings(config["pin"], PIN_DETECTION_KEYS)
+#: what the report shows of the config: the sections of the stages that ran
+REPORT_CONFIG = {k: v for k, v in config.items() if not (isinstance(v, dict) and v.get("activate") is False)}
 
+if not is_activated("ants"):
+    logger.warning("agent_seeded is skipped: its agents start at ANTs SyN's landmarks, and ants.activate is false")
 
 
 def patient_files(wildcards):
@@ -78,37 +81,16 @@ def patient_rows(wildcards):
     return mf.patient_rows(MANIFEST, wildcards.patient)
 
 
-def agent_variants(patient):
-    """Both agent variants, or only the baseline when the patient has no resection mask."""
-    if MANIFEST.path(patient, "post", "mask", "resection") is None:
-        return ["baseline"]
-    return ["baseline", "guided"]
-
-
-ANTS_METHODS = ["ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask"]
-if not is_activated("ants"):
-    logger.warning("agent_seeded is skipped: its agents start at ANTs SyN's landmarks, and ants.activate is false")
-
-
 def patient_methods(patient):
-    """The methods the config runs for one patient: identity, ANTs, PIN, the agent variants it can have."""
-    methods = ["identity"]
-    if is_activated("ants"):
-        methods += ANTS_METHODS
-    if is_activated("pin"):
-        methods.append("pin")
-    variants = agent_variants(patient)
-    methods += [f"agent_{v}" for v in variants]
-    if variants and is_activated("ants"):
-        methods.append("agent_seeded")
-    return methods + (["consensus"] if is_activated("consensus") else [])
+    """The methods the config runs for one patient (the catalogue's rule: stages and the masks it has)."""
+    has_resection = MANIFEST.path(patient, "post", "mask", mf.LESIONS["post"]) is not None
+    return methods.patient_methods(ACTIVE, has_resection)
 
 
 def consensus_inputs(wildcards):
     """The landmark files the consensus of a patient combines: its registration and listed methods that run."""
-    settings = config.get("consensus", {})
     run = patient_methods(wildcards.patient)
-    wanted = [settings.get("registration", "ants_syn")] + list(settings.get("methods", []))
+    wanted = [config["consensus"]["registration"]] + list(config["consensus"]["methods"])
     return {m: layout.landmarks(wildcards.patient, m) for m in wanted if m in run}
 
 
@@ -119,7 +101,7 @@ def patient_method_landmarks(wildcards):
 
 def radiomics_landmarks(wildcards):
     """The landmark files radiomics extracts around: radiomics.methods (default the consensus), or all."""
-    wanted = config.get("radiomics", {}).get("methods", ["consensus"])
+    wanted = config["radiomics"]["methods"]
     run = patient_methods(wildcards.patient)
     chosen = run if "all" in wanted else [m for m in run if m in wanted]
     return [layout.landmarks(wildcards.patient, m) for m in (chosen or run)]
@@ -139,7 +121,7 @@ def search_outputs(wildcards):
     out = []
     for p in PATIENTS:
         for method in patient_methods(p):
-            if method in layout.SEARCH_METHODS:
+            if method in methods.SEARCH:
                 out += [layout.endpoints(p, method), layout.trajectories(p, method)]
                 out += [] if layout.trained(p, method) in out else [layout.trained(p, method)]
     return out
@@ -163,7 +145,7 @@ def benchmark_files(wildcards):
 
 
 def radiomics_outputs(wildcards):
-    return ["results/cohort/radiomics_summary.tsv"] if is_activated("radiomics") else []
+    return [layout.cohort("radiomics_summary.tsv")] if is_activated("radiomics") else []
 
 
 def workflow_file(path):

@@ -4,13 +4,13 @@
 rule consensus:
     input:
         unpack(consensus_inputs),
-        start="results/{patient}/landmarks/identity.csv",
+        start=layout.landmarks("{patient}", "identity"),
     output:
-        landmarks="results/{patient}/landmarks/consensus.csv",
+        landmarks=layout.landmarks("{patient}", "consensus"),
     params:
-        settings=config.get("consensus", {}),
+        settings=config["consensus"],
     log:
-        "results/logs/consensus/{patient}.log",
+        layout.log("consensus", "{patient}"),
     conda:
         "../../envs/core.yaml"
     script:

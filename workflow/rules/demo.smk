@@ -1,17 +1,16 @@
 # The synthetic demo cohort (only its files that the manifest names are requested).
-from landmarkflow.synthetic import DEMO_FILES
 
 
 rule make_demo_patient:
     output:
-        expand("resources/demo/{{patient}}/{file}", file=DEMO_FILES),
+        expand(f"{DEMO_DIR}/{{{{patient}}}}/{{file}}", file=DEMO_FILES),
     params:
-        seed=config["demo"].get("seed", config["seed"]),
+        seed=config["demo"]["seed"],
         landmarks=config["demo"]["landmarks"],
     log:
-        "results/logs/make_demo_patient/{patient}.log",
+        layout.log("make_demo_patient", "{patient}"),
     benchmark:
-        "results/benchmarks/make_demo_patient/{patient}.tsv"
+        layout.benchmark("make_demo_patient", "{patient}")
     conda:
         "../../envs/core.yaml"
     script:

@@ -4,23 +4,23 @@
 
 rule evaluate_cohort:
     input:
-        manifest="results/cohort/manifest.tsv",
+        manifest=layout.cohort("manifest.tsv"),
         landmarks=method_landmarks,
-        preproc=expand("results/{patient}/preproc", patient=PATIENTS),
+        preproc=expand(layout.preproc("{patient}"), patient=PATIENTS),
         ants=jacobian_files,
     output:
-        errors=report("results/cohort/errors.tsv", caption="../report/errors.rst", category="Evaluation"),
-        summary=report("results/cohort/summary.tsv", caption="../report/summary.rst", category="Evaluation"),
-        predictions="results/cohort/predictions.tsv",
-        rigid_fit=report("results/cohort/rigid_fit.tsv", caption="../report/rigid_fit.rst", category="Evaluation"),
-        rigid_residuals="results/cohort/rigid_residuals.tsv",
-        check=report("results/cohort/landmarks_to_check.tsv", caption="../report/check.rst", category="Evaluation"),
+        errors=report(layout.cohort("errors.tsv"), caption="../report/errors.rst", category="Evaluation"),
+        summary=report(layout.cohort("summary.tsv"), caption="../report/summary.rst", category="Evaluation"),
+        predictions=layout.cohort("predictions.tsv"),
+        rigid_fit=report(layout.cohort("rigid_fit.tsv"), caption="../report/rigid_fit.rst", category="Evaluation"),
+        rigid_residuals=layout.cohort("rigid_residuals.tsv"),
+        check=report(layout.cohort("landmarks_to_check.tsv"), caption="../report/check.rst", category="Evaluation"),
     params:
-        flag_mm=config.get("rigid_fit", {}).get("flag_mm", 4.0),
-        flag_error_mm=config.get("consensus", {}).get("flag_error_mm", 3.0),
+        flag_mm=config["rigid_fit"]["flag_mm"],
+        flag_error_mm=config["consensus"]["flag_error_mm"],
         annotator=ANNOTATOR,
     log:
-        "results/logs/evaluate_cohort/evaluate_cohort.log",
+        layout.log("evaluate_cohort", "evaluate_cohort"),
     conda:
         "../../envs/core.yaml"
     script:

@@ -4,16 +4,16 @@
 
 rule train_pin:
     input:
-        preproc="results/{patient}/preproc",
+        preproc=layout.preproc("{patient}"),
     output:
-        models=directory("results/{patient}/pin/trained"),
+        models=directory(layout.pin_models("{patient}")),
     params:
         settings=PIN_TRAINING,
         seed=config["seed"],
     log:
-        "results/logs/train_pin/{patient}.log",
+        layout.log("train_pin", "{patient}"),
     benchmark:
-        "results/benchmarks/train_pin/{patient}.tsv"
+        layout.benchmark("train_pin", "{patient}")
     threads: 2
     resources:
         gpu=1,
@@ -25,20 +25,20 @@ rule train_pin:
 
 rule redetect_pin:
     input:
-        preproc="results/{patient}/preproc",
-        models="results/{patient}/pin/trained",
+        preproc=layout.preproc("{patient}"),
+        models=layout.pin_models("{patient}"),
     output:
-        landmarks="results/{patient}/landmarks/pin.csv",
-        ends="results/{patient}/pin/endpoints.tsv",
-        trajectories="results/{patient}/pin/trajectories.tsv",
+        landmarks=layout.landmarks("{patient}", "pin"),
+        ends=layout.endpoints("{patient}", "pin"),
+        trajectories=layout.trajectories("{patient}", "pin"),
     params:
         seed=config["seed"],
-        device=config["pin"].get("device", "auto"),
+        device=config["pin"]["device"],
         detection=PIN_DETECTION,
     log:
-        "results/logs/redetect_pin/{patient}.log",
+        layout.log("redetect_pin", "{patient}"),
     benchmark:
-        "results/benchmarks/redetect_pin/{patient}.tsv"
+        layout.benchmark("redetect_pin", "{patient}")
     threads: 2
     conda:
         "../../envs/agent.yaml"

@@ -4,20 +4,20 @@
 
 rule preprocess_patient:
     input:
-        manifest="results/{patient}/manifest.tsv",
+        manifest=layout.patient_manifest("{patient}"),
         files=patient_files,
     output:
-        folder=directory("results/{patient}/preproc"),
-        identity="results/{patient}/landmarks/identity.csv",
+        folder=directory(layout.preproc("{patient}")),
+        identity=layout.landmarks("{patient}", "identity"),
     params:
         settings=config["preprocess"],
         seed=config["seed"],
         reference_modality=config["reference_modality"],
         annotator=ANNOTATOR,
     log:
-        "results/logs/preprocess_patient/{patient}.log",
+        layout.log("preprocess_patient", "{patient}"),
     benchmark:
-        "results/benchmarks/preprocess_patient/{patient}.tsv"
+        layout.benchmark("preprocess_patient", "{patient}")
     threads: 1
     conda:
         "../../envs/preprocess.yaml"

@@ -3,17 +3,17 @@
 
 rule extract_radiomics:
     input:
-        preproc="results/{patient}/preproc",
+        preproc=layout.preproc("{patient}"),
         landmarks=radiomics_landmarks,
         params=workflow_file(config["radiomics"]["params"]),
     output:
-        table="results/{patient}/radiomics.tsv",
+        table=layout.radiomics("{patient}"),
     params:
         settings=config["radiomics"],
     log:
-        "results/logs/extract_radiomics/{patient}.log",
+        layout.log("extract_radiomics", "{patient}"),
     benchmark:
-        "results/benchmarks/extract_radiomics/{patient}.tsv"
+        layout.benchmark("extract_radiomics", "{patient}")
     threads: 1
     conda:
         "../../envs/radiomics.yaml"
@@ -23,12 +23,12 @@ rule extract_radiomics:
 
 rule summarise_radiomics:
     input:
-        tables=expand("results/{patient}/radiomics.tsv", patient=PATIENTS),
+        tables=expand(layout.radiomics("{patient}"), patient=PATIENTS),
     output:
-        table="results/cohort/radiomics.tsv",
-        summary=report("results/cohort/radiomics_summary.tsv", caption="../report/radiomics.rst", category="Radiomics"),
+        table=layout.cohort("radiomics.tsv"),
+        summary=report(layout.cohort("radiomics_summary.tsv"), caption="../report/radiomics.rst", category="Radiomics"),
     log:
-        "results/logs/summarise_radiomics/summarise_radiomics.log",
+        layout.log("summarise_radiomics", "summarise_radiomics"),
     conda:
         "../../envs/radiomics.yaml"
     script:

@@ -3,32 +3,32 @@
 
 rule build_report:
     input:
-        manifest="results/cohort/manifest.tsv",
-        summary="results/cohort/summary.tsv",
-        errors="results/cohort/errors.tsv",
-        predictions="results/cohort/predictions.tsv",
-        warnings="results/cohort/warnings.tsv",
-        rigid_fit="results/cohort/rigid_fit.tsv",
-        rigid_residuals="results/cohort/rigid_residuals.tsv",
-        check="results/cohort/landmarks_to_check.tsv",
-        preproc=expand("results/{patient}/preproc", patient=PATIENTS),
+        manifest=layout.cohort("manifest.tsv"),
+        summary=layout.cohort("summary.tsv"),
+        errors=layout.cohort("errors.tsv"),
+        predictions=layout.cohort("predictions.tsv"),
+        warnings=layout.cohort("warnings.tsv"),
+        rigid_fit=layout.cohort("rigid_fit.tsv"),
+        rigid_residuals=layout.cohort("rigid_residuals.tsv"),
+        check=layout.cohort("landmarks_to_check.tsv"),
+        preproc=expand(layout.preproc("{patient}"), patient=PATIENTS),
         landmarks=method_landmarks,
         search=search_outputs,
         benchmarks=benchmark_files,
         radiomics=radiomics_outputs,
     output:
-        html=report("results/cohort/report.html", caption="../report/report.rst", category="Report"),
+        html=report(layout.cohort("report.html"), caption="../report/report.rst", category="Report"),
         figures=report(
-            directory("results/cohort/figures"),
+            directory(layout.cohort("figures")),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
         ),
     params:
-        config=config,
+        config=REPORT_CONFIG,
         annotator=ANNOTATOR,
     log:
-        "results/logs/build_report/build_report.log",
+        layout.log("build_report", "build_report"),
     conda:
         "../../envs/core.yaml"
     script:
@@ -37,12 +37,12 @@ rule build_report:
 
 rule export_markups:
     input:
-        preproc="results/{patient}/preproc",
+        preproc=layout.preproc("{patient}"),
         landmarks=patient_method_landmarks,
     output:
-        folder=directory("results/{patient}/slicer"),
+        folder=directory(layout.slicer("{patient}")),
     log:
-        "results/logs/export_markups/{patient}.log",
+        layout.log("export_markups", "{patient}"),
     conda:
         "../../envs/core.yaml"
     script:

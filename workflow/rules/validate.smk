@@ -6,15 +6,15 @@ checkpoint validate_patient:
     input:
         files=patient_files,
     output:
-        table="results/{patient}/manifest.tsv",
-        warnings="results/{patient}/warnings.tsv",
+        table=layout.patient_manifest("{patient}"),
+        warnings=layout.patient_warnings("{patient}"),
     params:
         rows=patient_rows,
         source=config["cohort"],
         annotator=ANNOTATOR,
         unmatched_truth=UNMATCHED_TRUTH,
     log:
-        "results/logs/validate_patient/{patient}.log",
+        layout.log("validate_patient", "{patient}"),
     conda:
         "../../envs/core.yaml"
     script:
@@ -23,13 +23,13 @@ checkpoint validate_patient:
 
 rule validate_cohort:
     input:
-        tables=expand("results/{patient}/manifest.tsv", patient=PATIENTS),
-        warnings=expand("results/{patient}/warnings.tsv", patient=PATIENTS),
+        tables=expand(layout.patient_manifest("{patient}"), patient=PATIENTS),
+        warnings=expand(layout.patient_warnings("{patient}"), patient=PATIENTS),
     output:
-        table="results/cohort/manifest.tsv",
-        warnings="results/cohort/warnings.tsv",
+        table=layout.cohort("manifest.tsv"),
+        warnings=layout.cohort("warnings.tsv"),
     log:
-        "results/logs/validate_cohort/validate_cohort.log",
+        layout.log("validate_cohort", "validate_cohort"),
     conda:
         "../../envs/core.yaml"
     script:

@@ -1,0 +1,297 @@
+"""The cohort manifest: one tab-separated row per file.
+
+Columns ``patient, timepoint, kind, name, path`` (see ``config/README.md``).
+:func:`load_manifest` checks the table itself (columns, values, duplicates,
+what every patient needs, that files exist) and :func:`validate_contents`
+opens the files (readable images, finite voxels, masks on their image's grid
+and neither empty nor full, landmark files well formed, inside their image and
+outside the resection mask; :mod:`.validation`). Both collect every problem and
+raise one :class:`~landmarkflow.core.errors.InputError` that lists them, each
+with its row and file, so a user fixes the manifest in one pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from io import StringIO
+from pathlib import Path
+from typing import Callable
+
+import pandas as pd
+
+from ..core.errors import InputError
+
+log = logging.getLogger(__name__)
+
+COLUMNS = ["patient", "timepoint", "kind", "name", "path"]
+TIMEPOINTS = ("pre", "post")
+KINDS = ("image", "mask", "landmarks")
+#: the lesion of each time point: the post-op resection cavity and the pre-op tumour
+LESIONS = {"post": "resection", "pre": "tumor"}
+MASK_NAMES = {**{name: tp for tp, name in LESIONS.items()}, "brain": None}  # name -> required timepoint
+ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: longest identifier (patient, name, landmark): they become parts of file names, which may have 255 bytes
+MAX_ID = 64
+DEFAULT_MODALITY_PREFERENCE = ("t1ce", "t1", "t2", "flair")
+
+
+def identifier_problem(value: str, what: str) -> str | None:
+    """Why ``value`` cannot be an identifier (patient, modality, annotator, landmark), or None."""
+    if not ID_RE.match(value):
+        return f"{what} {value!r} must match [A-Za-z0-9_-]+"
+    if len(value) > MAX_ID:
+        return f"{what} {value[:20]!r}... has {len(value)} characters; at most {MAX_ID} (it becomes part of file names)"
+    return None
+
+
+def _suggest(value: str, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(value, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+@dataclass
+class Manifest:
+    """A validated manifest. ``table`` has the columns of :data:`COLUMNS` plus ``row``
+    (the 1-based line number in the file, header = line 1) with ``path`` resolved
+    (relative to the working directory when inside it, else absolute)."""
+
+    table: pd.DataFrame
+    source: Path
+    warnings: list[str] = field(default_factory=list)
+    annotator: str | None = None  # the configured primary annotator (None: each patient's only post-op one)
+
+    @property
+    def patients(self) -> list[str]:
+        return list(dict.fromkeys(self.table["patient"]))
+
+    def rows(self, patient, timepoint=None, kind=None, name=None) -> pd.DataFrame:
+        t = self.table[self.table["patient"] == patient]
+        for col, val in (("timepoint", timepoint), ("kind", kind), ("name", name)):
+            if val is not None:
+                t = t[t[col] == val]
+        return t
+
+    def path(self, patient, timepoint, kind, name) -> str | None:
+        t = self.rows(patient, timepoint, kind, name)
+        return None if t.empty else t["path"].iloc[0]
+
+    def images(self, patient, timepoint) -> dict[str, str]:
+        t = self.rows(patient, timepoint, "image")
+        return dict(zip(t["name"], t["path"]))
+
+    def common_modalities(self, patient) -> list[str]:
+        pre, post = self.images(patient, "pre"), self.images(patient, "post")
+        return [m for m in pre if m in post]
+
+    def check_modalities(self, settings: dict[str, list]) -> None:
+        """Raise an :class:`InputError` when a configured list of modalities (``{"agent.modalities":
+        [...], ...}``) names one that a patient lacks at either time point; one line per patient and key."""
+        problems = []
+        for key, mods in settings.items():
+            for patient in self.patients:
+                common = self.common_modalities(patient)
+                missing = [m for m in mods or [] if m not in common]
+                if missing:
+                    problems.append(f"{key} {missing}: patient {patient} has {', '.join(common) or 'no modality'} "
+                                    f"at both time points (set {key} to a subset of those, or [] for the reference modality)")
+        if problems:
+            raise InputError(f"{self.source}: the config asks for modalities the manifest does not have:\n  "
+                             + "\n  ".join(problems))
+
+    def reference_modality(self, patient, preference=DEFAULT_MODALITY_PREFERENCE) -> str:
+        common = self.common_modalities(patient)
+        for m in preference:
+            if m in common:
+                return m
+        return sorted(common)[0]
+
+    def annotators(self, patient, timepoint) -> list[str]:
+        return list(self.rows(patient, timepoint, "landmarks")["name"])
+
+    def primary_annotator(self, patient) -> str:
+        """The annotator whose post-op landmarks are redetected (and whose pre-op file is the ground truth):
+        the configured one, or the patient's only post-op annotator (:func:`load_manifest` checks both)."""
+        return self.annotator or self.annotators(patient, "post")[0]
+
+    def files(self) -> list[str]:
+        return list(self.table["path"])
+
+
+def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annotator: str | None = None) -> Manifest:
+    """Read and check a manifest; raise :class:`InputError` listing every problem.
+
+    ``check_files`` may be ``False`` to skip the existence check, or a function
+    of a path that says whether that file must exist now (the workflow defers
+    the files its own rules create, such as the demo cohort);
+    :func:`.validation.validate_contents` must then run once they exist. ``annotator``
+    (config ``landmarks.annotator``) names the post-op annotator whose landmarks
+    are redetected; without it every patient must have exactly one. Lines
+    starting with ``#`` are comments. Warnings are collected in
+    ``Manifest.warnings`` for the caller to report (once).
+    """
+    path = Path(path)
+    df = _read_table(path)
+    problems: list[str] = []
+    df["path"] = _resolve_rows(df, path, check_files, problems)
+    problems += _duplicates(df, path)
+    for patient, grp in df.groupby("patient", sort=False):
+        rows = ", ".join(str(x) for x in grp["row"])
+        problems += _patient_problems(grp, f"{path}, patient {patient} (rows {rows})", annotator)
+    if problems:
+        raise InputError(problem_list(problems))
+    m = Manifest(df.reset_index(drop=True), path, annotator=annotator)
+    for patient in m.patients:
+        m.warnings += patient_warnings(m, patient)
+    return m
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    """The manifest's rows (comments and empty lines dropped), stripped, with their line numbers (``row``)."""
+    if not path.is_file():
+        raise InputError(f"{path}: manifest not found")
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a text file ({err})") from None
+    kept = [(n, line) for n, line in enumerate(lines, start=1) if line.strip() and not line.lstrip().startswith("#")]
+    if not kept:
+        raise InputError(f"{path}: the manifest has no header and no rows")
+    try:
+        df = pd.read_csv(StringIO("\n".join(line for _, line in kept)), sep="\t", dtype=str, keep_default_na=False)
+    except pd.errors.ParserError as err:
+        raise InputError(f"{path}: not a tab-separated table ({err})") from None
+    df.columns = [c.strip() for c in df.columns]
+    missing = [c for c in COLUMNS if c not in df.columns]
+    if missing:
+        hint = " (is the file tab separated?)" if len(df.columns) == 1 else ""
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}; expected {', '.join(COLUMNS)}{hint}")
+    df = df[COLUMNS].apply(lambda s: s.str.strip())
+    df.insert(0, "row", [n for n, _ in kept[1:]])  # the file's own line numbers
+    df = df[(df[COLUMNS] != "").any(axis=1)]  # lines of tabs only
+    if df.empty:
+        raise InputError(f"{path}: the manifest has no rows")
+    return df
+
+
+def _resolve_rows(df: pd.DataFrame, path: Path, check_files, problems: list) -> list[str]:
+    """Each row's values checked (problems appended) and its path resolved from the manifest's folder."""
+    def bad(row, msg):
+        problems.append(f"{path}, row {row}: {msg}")
+
+    base = path.resolve().parent
+    resolved = []
+    for r in df.itertuples(index=False):
+        if problem := identifier_problem(r.patient, "patient"):
+            bad(r.row, problem)
+        if r.timepoint not in TIMEPOINTS:
+            bad(r.row, f"timepoint {r.timepoint!r} is not one of {', '.join(TIMEPOINTS)}{_suggest(r.timepoint, TIMEPOINTS)}")
+        if r.kind not in KINDS:
+            bad(r.row, f"kind {r.kind!r} is not one of {', '.join(KINDS)}{_suggest(r.kind, KINDS)}")
+        if problem := identifier_problem(r.name, "name"):
+            bad(r.row, problem + " (a modality, mask name or annotator)")
+        if r.kind == "mask":
+            if r.name not in MASK_NAMES:
+                bad(r.row, f"mask name {r.name!r} is not one of {', '.join(MASK_NAMES)}{_suggest(r.name, MASK_NAMES)}")
+            elif MASK_NAMES[r.name] not in (None, r.timepoint):
+                bad(r.row, f"a {r.name} mask belongs to the {MASK_NAMES[r.name]}-operative scan, not {r.timepoint!r}")
+        if r.path == "":
+            bad(r.row, "empty path")
+            resolved.append("")
+            continue
+        p = Path(os.path.expanduser(r.path))
+        p = Path(os.path.normpath(p if p.is_absolute() else base / p))
+        if check_files is True or (callable(check_files) and check_files(p)):
+            if not p.exists():
+                bad(r.row, f"file {p} not found")
+            elif not p.is_file():
+                bad(r.row, f"{p} is not a file")
+            elif not os.access(p, os.R_OK):
+                bad(r.row, f"file {p} is not readable")
+        resolved.append(_display_path(p))
+    return resolved
+
+
+def _duplicates(df: pd.DataFrame, path: Path) -> list[str]:
+    out = []
+    key = ["patient", "timepoint", "kind", "name"]
+    for _, grp in df[df.duplicated(key, keep=False)].groupby(key, sort=False):
+        rows = ", ".join(str(x) for x in grp["row"])
+        p, t, k, n = grp.iloc[0][key]
+        out.append(f"{path}, rows {rows}: duplicate entry patient={p} timepoint={t} kind={k} name={n}")
+    for _, grp in df[df.duplicated("path", keep=False) & (df["path"] != "")].groupby("path", sort=False):
+        rows = ", ".join(str(x) for x in grp["row"])
+        out.append(f"{path}, rows {rows}: the same file {grp.iloc[0]['path']} is listed more than once")
+    return out
+
+
+def _patient_problems(grp: pd.DataFrame, where: str, annotator: str | None) -> list[str]:
+    """What one patient's rows lack: images at both time points with a common modality, names that differ in
+    case only, the post-op landmarks of one (or the configured) annotator."""
+    out = []
+    imgs = {t: set(grp[(grp.timepoint == t) & (grp.kind == "image")]["name"]) for t in TIMEPOINTS}
+    out += [f"{where}: no {t}-operative image" for t in TIMEPOINTS if not imgs[t]]
+    if imgs["pre"] and imgs["post"] and not imgs["pre"] & imgs["post"]:
+        out.append(f"{where}: no modality common to both time points (pre: {', '.join(sorted(imgs['pre']))}; "
+                   f"post: {', '.join(sorted(imgs['post']))})")
+    for kind, what in (("image", "modality"), ("landmarks", "annotator")):
+        names = {t: grp[(grp.timepoint == t) & (grp.kind == kind)] for t in TIMEPOINTS}
+        for r in names["pre"].itertuples():
+            twins = names["post"][(names["post"]["name"].str.lower() == r.name.lower()) & (names["post"]["name"] != r.name)]
+            out += [f"{where}: {what} {r.name!r} (pre, row {r.row}) and {t.name!r} (post, row {t.row}) differ "
+                    f"only in case; spell them the same (did you mean {t.name!r}?)" for t in twins.itertuples()]
+    post_lm = grp[(grp.timepoint == "post") & (grp.kind == "landmarks")]
+    if post_lm.empty:
+        out.append(f"{where}: no post-operative landmark file (a row with timepoint=post, kind=landmarks)")
+    elif annotator is not None and annotator not in set(post_lm["name"]):
+        out.append(f"{where}: no post-operative landmarks of the annotator {annotator!r} (config landmarks.annotator)"
+                   f"; the patient has {', '.join(post_lm['name'])}{_suggest(annotator, post_lm['name'])}")
+    elif annotator is None and len(post_lm) > 1:
+        listed = ", ".join(f"{r.name} (row {r.row})" for r in post_lm.itertuples())
+        out.append(f"{where}: post-operative landmarks of {len(post_lm)} annotators, {listed}: set landmarks.annotator "
+                   "in the config to the one whose landmarks are redetected (the others' pre-operative files are "
+                   "then scored as raters)")
+    return out
+
+
+def patient_warnings(m: Manifest, patient: str) -> list[str]:
+    """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth."""
+    out = []
+    pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
+    only = sorted(pre ^ post)
+    if only:
+        out.append(f"patient {patient}: modalities {', '.join(only)} exist at one time point only and are not used")
+    if m.path(patient, "post", "mask", "resection") is None:
+        out.append(f"patient {patient}: no post-operative resection mask: the guided agent is skipped")
+    primary = m.primary_annotator(patient)
+    if m.annotators(patient, "pre") and primary not in m.annotators(patient, "pre"):
+        out.append(
+            f"patient {patient}: no pre-operative landmark file has the post-operative annotator's name "
+            f"({primary}): there is no ground truth; pre-operative annotations are scored as methods"
+        )
+    return out
+
+
+def patient_rows(m: Manifest, patient: str) -> list[dict]:
+    """One patient's rows (``row`` and the columns, paths resolved): what its validation job is given, so that
+    the job depends on this patient alone."""
+    rows = m.rows(patient)[["row"] + COLUMNS]
+    return [{k: (int(v) if k == "row" else str(v)) for k, v in r.items()} for r in rows.to_dict("records")]
+
+
+def _display_path(p: Path) -> str:
+    """Relative to the working directory when inside it (so paths match Snakemake outputs), else absolute."""
+    p = Path(os.path.abspath(p))
+    try:
+        return str(p.relative_to(Path.cwd()))
+    except ValueError:
+        return str(p)
+
+
+def problem_list(problems: list[str]) -> str:
+    head = f"{len(problems)} problem(s) in the cohort manifest:" if len(problems) > 1 else "problem in the cohort manifest:"
+    return head + "\n  - " + "\n  - ".join(problems)

@@ -1,0 +1,76 @@
+"""The configuration: its schema is the one place where every setting has its default.
+
+``config.schema.yaml`` (beside this module; ``workflow/schemas/config.schema.yaml`` is a link to it) gives
+every key a type, a description and a default. The workflow validates its config against it with
+Snakemake, which fills in the defaults; the library's settings classes take their defaults from it
+(:func:`schema_field`), and :func:`complete` fills a config the same way outside Snakemake. Nothing else
+spells out a default.
+
+Which settings of the ``agent`` and ``pin`` sections train, and which only detect: a change to a detection
+setting must rerun the redetection with the new value and leave the trained networks alone, so the
+workflow gives the training jobs the training settings only and the redetection jobs the detection
+settings (:func:`split_settings`), and the redetection applies them over what a model was trained with.
+No torch here: the workflow imports this when it starts.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+from dataclasses import field
+from pathlib import Path
+
+SCHEMA_FILE = Path(__file__).with_name("config.schema.yaml")
+
+#: used at test time only (the agents' redetection)
+AGENT_DETECTION_KEYS = ("n_starts", "max_test_steps", "max_shift_mm", "guide_test", "test_smooth_mm", "seeded_box_mm",
+                        "seeded_max_shift_mm")
+#: used at test time only (PIN's localisation)
+PIN_DETECTION_KEYS = ("n_starts", "iterations", "max_shift_mm")
+
+
+@functools.lru_cache(maxsize=1)
+def schema() -> dict:
+    import yaml
+
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+def properties(section: str | None = None) -> dict:
+    """The schema's properties of a config section (``None``: the top level)."""
+    props = schema()["properties"]
+    return props if section is None else props[section]["properties"]
+
+
+def default(section: str | None, key: str):
+    """A copy of the schema's default of ``section.key`` (``section`` None: a top-level key)."""
+    prop = properties(section)[key]
+    if "default" not in prop:
+        raise KeyError(f"config schema: {section + '.' if section else ''}{key} has no default")
+    return copy.deepcopy(prop["default"])
+
+
+def schema_field(section: str | None, key: str):
+    """A dataclass field whose default is the schema's (a fresh copy for lists and dicts)."""
+    value = default(section, key)
+    if isinstance(value, (list, dict)):
+        return field(default_factory=lambda: default(section, key))
+    return field(default=value)
+
+
+def complete(config: dict, schema_part: dict | None = None) -> dict:
+    """``config`` (changed in place and returned) with every missing key set to the schema's default, nested
+    sections included: the rule Snakemake's ``validate(config, schema)`` applies."""
+    schema_part = schema() if schema_part is None else schema_part
+    for key, prop in schema_part.get("properties", {}).items():
+        if key not in config and "default" in prop:
+            config[key] = copy.deepcopy(prop["default"])
+        if isinstance(config.get(key), dict) and "properties" in prop:
+            complete(config[key], prop)
+    return config
+
+
+def split_settings(settings: dict, detection_keys) -> tuple[dict, dict]:
+    """(training settings, detection settings) of a config section."""
+    train = {k: v for k, v in settings.items() if k not in detection_keys}
+    return train, {k: v for k, v in settings.items() if k in detection_keys}

@@ -1,0 +1,1 @@
+"""The synthetic demo cohort made from the MNI152 template."""

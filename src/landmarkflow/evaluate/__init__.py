@@ -1,0 +1,1 @@
+"""Evaluation: errors and summaries, the landmark-based rigid fit, differential radiomics, seeds."""

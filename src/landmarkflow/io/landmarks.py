@@ -1,0 +1,121 @@
+"""Landmark files: the project's CSV (``landmark,x,y,z``, world RAS mm) and, read the same way, 3D Slicer's
+markups files (:mod:`.markups`).
+
+:func:`read_landmarks` checks what it reads and raises :class:`~landmarkflow.core.errors.InputError` naming
+the file and the row; every writer is atomic (:mod:`landmarkflow.core.files`).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import InputError
+from ..core.files import existing_file, write_table
+from ..imaging import spatial
+from . import markups
+
+LANDMARK_COLUMNS = ["landmark", "x", "y", "z"]
+BRATS_COLUMNS = ["Landmark", "X", "Y", "Z"]  # BraTS-Reg's header (read by .brats, recognised here)
+
+def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
+    """Read a landmark CSV (``landmark,x,y,z``, world RAS mm), or a 3D Slicer markups file (``.mrk.json``,
+    ``.fcsv``: its coordinate system read from the file, its labels as identifiers; :mod:`.markups`).
+
+    Returns a DataFrame with a string ``landmark`` column and float ``x, y, z``
+    (extra columns are kept as they are). Raises :class:`InputError` naming the
+    file and the row for a wrong header, an empty file, a duplicated
+    identifier or a value that is not a finite number. With ``image_shape`` and
+    ``image_affine``, points outside that image are an error too.
+    """
+    path = existing_file(path, "landmark file")
+
+    if markups.is_markups(path):
+        try:
+            df = markups.read_markups(path)
+        except markups.MarkupsError as err:
+            raise InputError(f"{path}: {err}") from None
+        return check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
+    header = csv_header(path)
+    if [h.lower() for h in header[:4]] == [c.lower() for c in BRATS_COLUMNS] and header[:4] != LANDMARK_COLUMNS:
+        raise InputError(
+            f"{path}: header {','.join(header)} looks like a BraTS-Reg file (LPS, 'Landmark,X,Y,Z'); "
+            f"expected 'landmark,x,y,z' in RAS mm. Convert it with `landmarkflow brats-manifest` "
+            f"or landmarkflow.io.brats.read_brats_landmarks"
+        )
+    missing = [c for c in LANDMARK_COLUMNS if c not in header]
+    if missing:
+        raise InputError(f"{path}: header {','.join(header) or '(empty)'} lacks column(s) {', '.join(missing)}; expected 'landmark,x,y,z'")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    return check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
+
+
+def write_landmarks(df: pd.DataFrame, path, float_format: str = "%.4f") -> None:
+    """Write ``landmark,x,y,z`` (+ any extra columns of ``df``) atomically."""
+    missing = [c for c in LANDMARK_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"landmark table lacks column(s) {missing}")
+    cols = LANDMARK_COLUMNS + [c for c in df.columns if c not in LANDMARK_COLUMNS]
+    out = df[cols].copy()
+    out["landmark"] = out["landmark"].astype(str)
+    write_table(out, path, sep=",", float_format=float_format)
+
+
+def landmarks_frame(ids, xyz, **extra) -> pd.DataFrame:
+    """Build a landmark table from identifiers and an (n, 3) array of RAS mm."""
+    xyz = np.atleast_2d(np.asarray(xyz, dtype=float))
+    df = pd.DataFrame({"landmark": [str(i) for i in ids], "x": xyz[:, 0], "y": xyz[:, 1], "z": xyz[:, 2]})
+    for key, val in extra.items():
+        df[key] = val
+    return df
+
+
+def points_of(df: pd.DataFrame) -> np.ndarray:
+    """The (n, 3) array of ``x, y, z`` of a landmark table."""
+    return df[["x", "y", "z"]].to_numpy(dtype=float)
+
+
+def csv_header(path: Path) -> list[str]:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as fh:
+            row = next(csv.reader(fh), [])
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a text CSV file") from None
+    return [h.strip() for h in row]
+
+
+def check_points(df: pd.DataFrame, path, cols, image_shape=None, image_affine=None) -> pd.DataFrame:
+    df.columns = [c.strip() for c in df.columns]
+    if len(df) == 0:
+        raise InputError(f"{path}: no landmarks (the file has a header and no rows)")
+    df["landmark"] = df["landmark"].astype(str).str.strip()
+    for idx, row in df.iterrows():
+        line = idx + 2  # 1-based, after the header
+        if row["landmark"] == "":
+            raise InputError(f"{path}, line {line}: empty landmark identifier")
+        for c in cols[1:]:
+            raw = str(row[c]).strip()
+            try:
+                val = float(raw)
+            except ValueError:
+                raise InputError(f"{path}, line {line}: {c}={raw!r} is not a number (landmark {row['landmark']})") from None
+            if not np.isfinite(val):
+                raise InputError(f"{path}, line {line}: {c}={raw!r} is not a finite number (landmark {row['landmark']})")
+    dup = df["landmark"][df["landmark"].duplicated()]
+    if len(dup):
+        lines = [int(i) + 2 for i in df.index[df["landmark"] == dup.iloc[0]]]
+        raise InputError(f"{path}: landmark {dup.iloc[0]!r} appears more than once (lines {lines})")
+    for c in cols[1:]:
+        df[c] = df[c].astype(float)
+    if image_shape is not None and image_affine is not None:
+        inside = spatial.inside_image(points_of(df), image_affine, image_shape)
+        if not inside.all():
+            bad = df[~inside].iloc[0]
+            raise InputError(
+                f"{path}: landmark {bad['landmark']} at RAS ({bad['x']:.1f}, {bad['y']:.1f}, {bad['z']:.1f}) mm lies outside "
+                f"its image (shape {tuple(image_shape)}); are the coordinates voxel indices or LPS instead of RAS mm?"
+            )
+    return df.reset_index(drop=True)

@@ -1,0 +1,1 @@
+"""What a person reads: the cohort report, its figures, the 3D Slicer review files."""

@@ -1,0 +1,394 @@
+"""The per-cohort HTML report: one self-contained file (figures embedded), readable offline.
+
+Sections: summary table (paper, Table 1), error per method (Fig. 4a/b),
+error against initial displacement (Fig. 4c), per landmark slices with the
+ground truth, every method's prediction, the agents' end points and
+trajectories and the masks (Fig. 5), training curves, preprocessing QC,
+run time and memory per rule, warnings, configuration and software versions.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import platform
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..cohort.preproc_folder import PreprocFolder
+from ..core import layout, methods
+from ..core.files import atomic_path
+from ..core.methods import sort_key, sort_methods
+from ..evaluate.metrics import ERROR_COLUMNS, experimental, ground_truth
+from . import figures
+from .figures import png_file_uri, png_uri
+
+log = logging.getLogger(__name__)
+
+@dataclass
+class ReportInputs:
+    """The files the report reads, and no others: what its rule declares. ``files`` are results files of any
+    kind that :func:`.layout.parse` knows (landmarks, end points, trajectories, training logs, benchmarks);
+    ``preproc``: the preprocessed folders; the cohort tables by name (None where a stage is off)."""
+
+    summary: str
+    errors: str
+    predictions: str
+    preproc: list = field(default_factory=list)
+    files: list = field(default_factory=list)
+    warnings: str | None = None
+    check: str | None = None
+    rigid_fit: str | None = None
+    rigid_residuals: str | None = None
+    radiomics_summary: str | None = None
+
+    def of_kind(self, kind: str) -> list[tuple[dict, str]]:
+        """(what :func:`.layout.parse` says of it, path) of every given file of ``kind``; the training logs
+        of a given trained folder count as given."""
+        out = []
+        for f in self.files:
+            key = layout.parse(f)
+            if key["kind"] == "trained" and kind == "training":
+                out += [(k, str(p)) for p in sorted(Path(f).glob("*.tsv")) if (k := layout.parse(p))["kind"] == kind]
+            elif key["kind"] == kind:
+                out.append((key, f))
+        return out
+
+    def folders(self) -> dict[str, PreprocFolder]:
+        """The preprocessed folders by patient."""
+        return {(f := PreprocFolder(d)).patient: f for d in self.preproc}
+
+
+def search_timings(inputs: ReportInputs) -> pd.DataFrame:
+    """Per searching method (agents, PIN): training seconds per landmark (the training log's last time)
+    and inference seconds per landmark (the ``seconds`` column of the landmark CSV)."""
+    train = {(k["patient"], k["method"], k["landmark"]): path for k, path in inputs.of_kind("training")}
+    rows = []
+    for key, lm_csv in inputs.of_kind("landmarks"):
+        if key["method"] not in methods.SEARCH:
+            continue
+        infer = pd.read_csv(lm_csv, dtype={"landmark": str})
+        for r in infer.itertuples():
+            tlog = train.get((key["patient"], key["method"], r.landmark))
+            train_s = float(pd.read_csv(tlog, sep="\t")["seconds"].iloc[-1]) if tlog else np.nan
+            rows.append({"method": key["method"], "patient": key["patient"], "landmark": r.landmark, "train_s": train_s,
+                         "inference_s": getattr(r, "seconds", np.nan)})
+    return pd.DataFrame(rows, columns=["method", "patient", "landmark", "train_s", "inference_s"])
+
+
+def _pin_section(summ: pd.DataFrame, inputs: ReportInputs) -> str:
+    times = search_timings(inputs)
+    if times.empty or "pin" not in set(times["method"]):
+        return '<p class="note">Not part of this run (the PIN stage is not active).</p>'
+    t = times.groupby("method", as_index=False).agg(landmarks=("landmark", "size"), train_s_per_landmark=("train_s", "mean"),
+                                                    inference_s_per_landmark=("inference_s", "mean"))
+    if not summ.empty:
+        t = t.merge(summ[["method", "mean_mm", "median_mm", "robustness", "spread_mm"]], on="method", how="left")
+    t = sort_methods(t)
+    warn = ""
+    if (rob := experimental(summ, "pin")) is not None:
+        warn = (f'<p class="warn">PIN is experimental: it improved on the rigidly aligned position for only '
+                f"{100 * rob:.0f}% of the landmarks here (the target is 90%). The consensus gives it no weight "
+                "unless consensus.methods lists it.</p>")
+    return (warn + '<p class="note">The supervised PIN (one network per landmark, regression and direction classification, '
+            "rule C from the same 20 start points) against the reinforcement-learning agents, on the same patients: "
+            "accuracy (mm, robustness = share of landmarks improved over the initial error), training time per landmark "
+            "(the training loop, without the job's start-up) and inference time per landmark (all starts).</p>" + _table(t))
+
+
+def _rigid_section(inputs: ReportInputs, warnings: list) -> str:
+    if inputs.rigid_fit is None or inputs.rigid_residuals is None:
+        return '<p class="note">(not computed)</p>'
+    fits = pd.read_csv(inputs.rigid_fit, sep="\t")
+    res = pd.read_csv(inputs.rigid_residuals, sep="\t", dtype={"landmark": str})
+    for r in fits[fits["status"] != "ok"].itertuples():
+        warnings.append(f"rigid fit, {r.patient} {r.method}: {r.status}")
+    for r in res[res["flagged"] == 1].itertuples():
+        if r.method not in ("identity", "truth"):
+            spread = f", spread {r.spread_mm:.1f} mm" if np.isfinite(r.spread_mm) else ""
+            warnings.append(f"{r.patient} landmark {r.landmark}: {r.method} is {r.residual_mm:.1f} mm off the rigid fit of its landmarks{spread}")
+    if res.empty:
+        return _table(fits)
+    wide = res.pivot_table(index=["patient", "landmark"], columns="method", values="residual_mm").reset_index()
+    spread = res.dropna(subset=["spread_mm"]).pivot_table(index=["patient", "landmark"], columns="method", values="spread_mm")
+    spread.columns = [f"spread {c}" for c in spread.columns]
+    wide = wide.merge(spread.reset_index(), on=["patient", "landmark"], how="left") if len(spread) else wide
+    return ('<p class="note">Least-squares rigid fit (SVD, Arun et al. 1987) of the post-op landmarks onto each method\'s '
+            "pre-op positions (and onto the ground truth, <code>truth</code>). rms/max residual: how far the landmarks are from "
+            "moving rigidly together; a landmark far off the fit is suspect (flagged, see Warnings), its agent spread beside it. "
+            "rotation/shift vs image: the rotation angle of the residual transform between this fit and the preprocessing's "
+            "image-based rigid registration, and the mean distance of the landmarks under the two. "
+            "<code>identity</code> is the image-based registration itself (0 by construction).</p>"
+            + _table(fits) + "<h3>Residual per landmark (mm) and spread</h3>" + _table(wide))
+
+
+# ----------------------------------------------------------------------------- HTML
+CSS = """
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
+h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
+table{border-collapse:collapse;font-size:.88em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
+.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}.note{color:#555;font-size:.9em}
+pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:1em}
+"""
+
+CHECK_JS = """
+window.__errors = [];
+window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e)); });
+window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
+  var s = document.getElementById('render-status');
+  s.textContent = 'images ' + ok + '/' + imgs.length + '; errors ' + window.__errors.length;
+  s.setAttribute('data-images-ok', ok); s.setAttribute('data-images', imgs.length);
+  s.setAttribute('data-errors', window.__errors.length);
+});
+"""
+
+
+def _table(df: pd.DataFrame, floats: int = 2, escape: bool = True) -> str:
+    """A table as HTML; with ``escape=False`` the cells are HTML already (text in them must be escaped by the caller)."""
+    if df is None or df.empty:
+        return '<p class="note">(empty)</p>'
+    if not escape:
+        df = df.map(lambda v: html.escape(v) if isinstance(v, str) and not v.startswith("<a ") else v)
+    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}f}", na_rep="", border=0, escape=False)
+
+
+def _versions() -> dict:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for pkg in ("landmarkflow", "numpy", "scipy", "pandas", "SimpleITK", "antspyx", "torch", "nibabel", "nilearn", "pyradiomics", "snakemake"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def _anchor(patient: str, landmark: str) -> str:
+    return f"landmark-{patient}-{landmark}"
+
+
+def _landmark_figures(m, pred: pd.DataFrame, truth: dict, inputs: ReportInputs, figures_dir: Path) -> dict:
+    """Fig. 5 of every landmark as a data URI (also saved under ``figures_dir``), keyed by (patient, landmark)."""
+    tables = {kind: {(k["patient"], k["method"]): pd.read_csv(f, sep="\t", dtype={"landmark": str}) for k, f in inputs.of_kind(kind)}
+              for kind in ("endpoints", "trajectories")}
+    folders = inputs.folders()
+    out = {}
+    for patient in m.patients:
+        if patient not in folders:
+            continue
+        ends = {method: df for (p, method), df in tables["endpoints"].items() if p == patient}
+        trajs = {method: df for (p, method), df in tables["trajectories"].items() if p == patient}
+        images = figures.load_views(folders[patient])
+        for landmark in sorted(pred[pred["patient"] == patient]["landmark"].unique(), key=str):
+            e = {method: df[df["landmark"] == landmark][["x", "y", "z"]].to_numpy() for method, df in ends.items()}
+            t = {}
+            for method, df in trajs.items():
+                sub = df[df["landmark"] == landmark]
+                t[method] = [g[["x", "y", "z"]].to_numpy() for _, g in sub.groupby("start")]
+            fig = figures.landmark_figure(images, patient, landmark, pred, truth.get((patient, landmark)), e, t)
+            out[(patient, landmark)] = png_uri(fig, figures_dir / f"landmark_{patient}_{landmark}.png")
+    return out
+
+
+#: how many landmarks the summary shows with their Fig. 5 view, the one to check first on top
+CHECK_FIGURES = 3
+
+
+def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict) -> str:
+    """The summary: the error table where there is ground truth, plainly said where there is none, what is
+    known without it (shift, disagreement, spread, fallbacks, Jacobian), and the landmarks to check first."""
+    with_truth = set(err["patient"]) if len(err) else set()
+    without = [p for p in m.patients if p not in with_truth]
+    if not with_truth:
+        body = ('<p class="warn">No pre-operative ground truth: no patient has pre-op landmarks of the post-op '
+                "annotator, so no error can be measured. The table shows what is known without it: how far each method "
+                "moves the landmarks from the rigidly aligned post-op position (median_shift_mm), how far its predictions "
+                "are from the other methods' (median_disagreement_mm), the agents' spread, the fallbacks to the rigid "
+                "position and, for deformations, the share of folding voxels. Check the landmarks listed below by eye "
+                "first.</p>")
+        body += _table(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))
+    else:
+        if without:
+            body = (f'<p class="warn">Pre-operative ground truth for {len(with_truth)} of {len(m.patients)} patients: '
+                    f"errors (n, mean ... over_5mm) are over those; {html.escape(', '.join(without))} "
+                    "count in the columns that need no ground truth only.</p>")
+        else:
+            body = ""
+        body += _table(summ)
+        body += ('<p class="note">n: landmarks with ground truth; mean/median: error in mm; norm_*: error / initial error '
+                 "per landmark (paper, Table 1); robustness: share of landmarks improved over the initial error; over_5mm: "
+                 "share of errors above 5 mm. Without ground truth: landmarks predicted; median_shift_mm: from the rigidly "
+                 "aligned post-op position; median_disagreement_mm: distance to the median of the other methods' "
+                 "predictions; spread: mean distance of the agents' 20 end points to their centre; fallbacks: implausible "
+                 "predictions replaced by the rigidly aligned position. consensus (first row) is the workflow's "
+                 "recommended landmark: the registration's where the agents confirm it, the agents' where they agree "
+                 "among themselves far from it (README, \"Consensus\"); flagged: its landmarks to check; flag_catch: "
+                 "share of its errors above the flag distance (consensus.flag_error_mm) that are flagged; "
+                 "flag_false_alarm: share of the flagged landmarks whose error is below it.</p>")
+    if check is None or check.empty:
+        return body
+    rows = check.copy()
+    rows.insert(0, "view", [f'<a href="#{_anchor(p, lm)}">Fig. 5</a>' if (p, lm) in fig5 else ""
+                            for p, lm in zip(rows["patient"], rows["landmark"])])
+    body += ("<h3>Landmarks to check first</h3><p class=\"note\">Every landmark, the most doubtful on top: warning signs "
+             "are a fallback, a method off the landmark-based rigid fit, and a median disagreement above the rigid-fit "
+             f"flag distance. The first {CHECK_FIGURES} with their slices below the table.</p>"
+             + _table(rows, escape=False))
+    for r in rows.head(CHECK_FIGURES).itertuples():
+        if (r.patient, r.landmark) in fig5:
+            body += f'<img alt="check first: {html.escape(r.patient)} landmark {html.escape(r.landmark)}" src="{fig5[(r.patient, r.landmark)]}">'
+    return body
+
+
+def _errors_section(err: pd.DataFrame, figures_dir: Path) -> str | None:
+    if err.empty:
+        return None
+    err = err.copy()
+    err["norm_error"] = err["error_mm"] / err["initial_mm"]
+    figs = (
+        f'<img alt="error per method" src="{png_uri(figures.error_figure(err), figures_dir / "errors.png")}">'
+        f'<img alt="normalised error per method" src="{png_uri(figures.error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png")}">'
+        f'<img alt="error against initial error" src="{png_uri(figures.initial_figure(err), figures_dir / "error_vs_initial.png")}">'
+    )
+    return figs + "<details><summary>per landmark</summary>" + _table(err.drop(columns="norm_error")) + "</details>"
+
+
+def _predictions_section(pred: pd.DataFrame) -> str:
+    dis = pred.dropna(subset=["disagreement_mm"])
+    if len(dis):
+        dis = dis.pivot_table(index=["patient", "landmark"], columns="method", values="disagreement_mm").reset_index()
+        dis = dis[["patient", "landmark"] + sorted(dis.columns[2:], key=sort_key)]
+    return ('<p class="note">Per landmark and method: the distance (mm) of the prediction to the median of the '
+            "other methods' predictions (identity and raters are not counted among the others). Every prediction "
+            "with its shift from the rigidly aligned post-op position and its spread is in the table below.</p>"
+            + _table(dis) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>")
+
+
+def _landmarks_section(fig5: dict) -> str:
+    body = "".join(f'<img id="{_anchor(patient, landmark)}" alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{uri}">'
+                   for (patient, landmark), uri in fig5.items())
+    return body or '<p class="note">(none)</p>'
+
+
+def _training_section(m, inputs: ReportInputs, figures_dir: Path) -> str:
+    logs = {}
+    for key, path in inputs.of_kind("training"):
+        logs.setdefault(key["patient"], {}).setdefault(key["method"] == "pin", {})[
+            f"{key['landmark']}_{key['method'].removeprefix('agent_')}"] = pd.read_csv(path, sep="\t")
+    body = ""
+    for patient in m.patients:
+        agents, pins = logs.get(patient, {}).get(False), logs.get(patient, {}).get(True)
+        if agents:
+            body += f"<h3>{html.escape(patient)}</h3>" + f'<img alt="training {html.escape(patient)}" src="{png_uri(figures.training_figure(dict(sorted(agents.items()))), figures_dir / f"training_{patient}.png")}">'
+        if pins:
+            body += f'<img alt="PIN training {html.escape(patient)}" src="{png_uri(figures.pin_training_figure(dict(sorted(pins.items()))), figures_dir / f"training_pin_{patient}.png")}">'
+    return body or '<p class="note">(nothing trained)</p>'
+
+
+def _qc_section(m, inputs: ReportInputs) -> str:
+    body = ""
+    folders = inputs.folders()
+    for patient in m.patients:
+        folder = folders.get(patient)
+        if folder is not None and folder.qc_path.exists():
+            body += (f"<h3>{html.escape(patient)}</h3><p class=\"note\">rigid post-op to pre-op: rotation {folder.rotation_deg:.2f} deg; "
+                     f"preprocessing {folder.timings_s.get('total', float('nan')):.0f} s</p><img alt=\"QC {html.escape(patient)}\" src=\"{png_file_uri(folder.qc_path)}\">")
+    return body or '<p class="note">(none)</p>'
+
+
+def _radiomics_section(inputs: ReportInputs) -> str:
+    if inputs.radiomics_summary is None:
+        return '<p class="note">Not part of this run (the radiomics stage is not active).</p>'
+    rdf = pd.read_csv(inputs.radiomics_summary, sep="\t")
+    if rdf.empty:
+        return '<p class="note">No ground truth: no comparison of differential features.</p>'
+    piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
+    piv = sort_methods(piv)
+    return ('<p class="note">How much the redetected position changes the differential features (post - pre) '
+            "against those measured at the ground-truth position: median of |delta(method) - delta(truth)| / "
+            "sd(feature), per feature class (mean over modalities and radii). 0 = the same differential features "
+            "as at the true position.</p>" + _table(piv) + "<details><summary>per modality and radius</summary>"
+            + _table(rdf) + "</details>")
+
+
+def _benchmarks_section(inputs: ReportInputs) -> str:
+    bench = []
+    for key, path in inputs.of_kind("benchmark"):
+        df = pd.read_csv(path, sep="\t")
+        bench.append({"rule": key["rule"], "job": key["job"], "seconds": df["s"].iloc[0], "max_rss_mb": df["max_rss"].iloc[0]})
+    bdf = pd.DataFrame(bench)
+    if bdf.empty:
+        return '<p class="note">(no benchmarks)</p>'
+    agg = bdf.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"), max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max")).reset_index()
+    return _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf, 1) + "</details>"
+
+
+def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -> str:
+    warns = []
+    if inputs.warnings:
+        warns += pd.read_csv(inputs.warnings, sep="\t")["warning"].dropna().tolist()
+    folders = inputs.folders()
+    for patient in m.patients:
+        if patient in folders:
+            warns += [f"{patient}: {w}" for w in folders[patient].warnings]
+    warns += more
+    fb = pred[pred["fallback"] == 1] if "fallback" in pred else pred.iloc[:0]
+    warns += [f"{r.patient} landmark {r.landmark}: {r.method} fell back to the rigidly aligned position" for r in fb.itertuples()]
+    return "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'
+
+
+def _config_section(config: dict) -> str:
+    import yaml
+
+    return ("<h3>config</h3><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
+            "<h3>versions</h3>" + _table(pd.DataFrame([_versions()])))
+
+
+def _page(m, sections: list[tuple[str, str, str]], manifest_name: str) -> str:
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    nav = "".join(f'<a href="#{sid}">{html.escape(title.split(" (")[0])}</a>' for sid, title, _ in sections)
+    parts = [f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>' for sid, title, body in sections]
+    return (
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Landmark redetection report</title>"
+        f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
+        f"<h1>Landmark redetection: cohort report</h1><p class=\"note\">{len(m.patients)} patient(s), manifest {html.escape(manifest_name)}, built {now}. "
+        "All coordinates are pre-operative world RAS mm.</p>"
+        f'<nav>{nav}</nav>{"".join(parts)}<p id="render-status" class="note">rendering</p></body></html>'
+    )
+
+
+def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -> None:
+    """Write the cohort report (and its figures as PNG files under ``figures_dir``) from exactly ``inputs``."""
+    figures_dir = Path(figures_dir)
+    summ = pd.read_csv(inputs.summary, sep="\t")
+    err = pd.read_csv(inputs.errors, sep="\t", dtype={"landmark": str})
+    pred = pd.read_csv(inputs.predictions, sep="\t", dtype={"landmark": str})
+    check = pd.read_csv(inputs.check, sep="\t", dtype={"landmark": str}) if inputs.check else None
+    truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
+    fig5 = _landmark_figures(m, pred, truth, inputs, figures_dir)
+    rigid_warnings: list[str] = []
+    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5))]
+    if (errors := _errors_section(err, figures_dir)) is not None:
+        sections.append(("errors", "Errors per method (Fig. 4)", errors))
+    sections += [
+        ("predictions", "Predictions and disagreement (pre-op world, RAS mm)", _predictions_section(pred)),
+        ("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", _landmarks_section(fig5)),
+        ("training", "Training curves (agents and PIN)", _training_section(m, inputs, figures_dir)),
+        ("pin", "PIN against the agents", _pin_section(summ, inputs)),
+        ("rigid", "Landmark-based rigid fit", _rigid_section(inputs, rigid_warnings)),
+        ("qc", "Preprocessing quality control", _qc_section(m, inputs)),
+        ("radiomics", "Differential radiomics", _radiomics_section(inputs)),
+        ("benchmarks", "Run time and memory per rule", _benchmarks_section(inputs)),
+        ("warnings", "Warnings", _warnings_section(m, inputs, pred, rigid_warnings)),
+        ("config", "Configuration and software", _config_section(config)),
+    ]
+    with atomic_path(out_html) as tmp:
+        Path(tmp).write_text(_page(m, sections, str(config.get("cohort", m.source))), encoding="utf-8")

@@ -1,0 +1,13 @@
+"""Fixtures of the workflow tests: one shared real Snakemake run on a tiny cohort."""
+
+import pytest
+
+from workflow_helpers import ROOT, TINY, run, workdir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """The whole workflow on one demo patient with a tiny agent budget: a real Snakemake run (shared by tests)."""
+    wd = workdir(tmp_path_factory.mktemp("run"), ["tiny01"], overrides=TINY)
+    run(["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml"), "--cores", "2"])
+    return wd
