@@ -22,6 +22,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             files=list(inp.landmarks) + list(inp.search) + list(inp.benchmarks),
             warnings=inp.warnings,
             check=inp.check,
+            bands=inp.bands,
             rigid_fit=inp.rigid_fit,
             rigid_residuals=inp.rigid_residuals,
             radiomics_summary=inp.radiomics[0] if inp.radiomics else None,

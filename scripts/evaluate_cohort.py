@@ -23,5 +23,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
         out_residuals=snakemake.output.rigid_residuals,  # noqa: F821
         flag_mm=snakemake.params.flag_mm,  # noqa: F821
         out_check=snakemake.output.check,  # noqa: F821
+        out_bands=snakemake.output.bands,  # noqa: F821
         flag_error_mm=snakemake.params.flag_error_mm,  # noqa: F821
     )

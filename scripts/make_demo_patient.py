@@ -14,4 +14,6 @@ with log_to(snakemake.log[0]):  # noqa: F821
         outdir=Path(snakemake.output[0]).parent.parent,  # noqa: F821
         seed=snakemake.params.seed,  # noqa: F821
         n_landmarks=snakemake.params.landmarks,  # noqa: F821
+        near_cavity=snakemake.params.near_cavity,  # noqa: F821
+        acquisition=snakemake.params.acquisition,  # noqa: F821
     )

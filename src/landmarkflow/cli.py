@@ -8,6 +8,7 @@ import sys
 from . import __version__
 from .core.errors import InputError
 from .core.logutil import setup_cli
+from .demo.synthetic import DEMO_DIR
 
 
 def _demo(args) -> None:
@@ -15,7 +16,8 @@ def _demo(args) -> None:
     from .demo import synthetic
 
     for patient in args.patients:
-        synthetic.make_patient(patient, args.out, seed=args.seed, n_landmarks=args.landmarks)
+        synthetic.make_patient(patient, args.out, seed=args.seed, n_landmarks=args.landmarks,
+                               near_cavity=args.near_cavity, acquisition=args.acquisition)
     if args.manifest:
         write_table(synthetic.manifest_rows(args.patients, args.out, args.manifest.parent), args.manifest)
 
@@ -55,9 +57,11 @@ def main(argv=None) -> int:
 
     p = sub.add_parser("demo", help="generate synthetic demo patients from the MNI152 template")
     p.add_argument("patients", nargs="+", help="patient identifiers, e.g. demo01 demo02")
-    p.add_argument("--out", type=Path, default=Path("resources/demo"))
+    p.add_argument("--out", type=Path, default=Path(DEMO_DIR))
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--landmarks", type=int, default=3, help="landmarks per patient")
+    p.add_argument("--landmarks", type=int, default=3, help="salient landmarks per patient, 6-20 mm from the cavity")
+    p.add_argument("--near-cavity", type=int, default=1, help="more landmarks per patient, 2-5 mm from the cavity")
+    p.add_argument("--acquisition", choices=("standard", "hard"), default="standard", help="the post-op acquisition")
     p.add_argument("--manifest", type=Path, help="also write a manifest for these patients here")
     p.set_defaults(func=_demo)
 

@@ -24,7 +24,7 @@ from landmarkflow.cohort.preproc_folder import PreprocFolder
 from test_agent import _blob_volume
 from testdata import write_preproc
 
-TINY = dict(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1])
+TINY = dict(patch=13, box_mm=16, updates=30, n_envs=8, batch=16, warmup=64, versions=2, scales=[2, 1], fine_factor=0)
 TINY_STARTS = AgentConfig().n_starts
 
 
@@ -141,7 +141,7 @@ def _preproc_folder(tmp_path, landmarks=((16, 15, 17), (22, 12, 20)), cavity=Tru
 
 def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypatch, caplog):
     folder = _preproc_folder(tmp_path)
-    cfg = AgentConfig(**{**TINY, "updates": 40, "modalities": ["t1ce", "flair"]})
+    cfg = AgentConfig(**{**TINY, "updates": 40, "modalities": ["t1ce", "flair"], "fine_factor": 2, "fine_updates": 30, "fine_starts": 4})
     out = tmp_path / "trained"
     resume = tmp_path / "trained.resume.pt"
     update = Trainer._update
@@ -169,9 +169,10 @@ def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypa
                 AgentConfig(**{**TINY, "lr": 0.01})).load_checkpoint(resume)
     resume.unlink()
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{lm}_{v}{ext}" for lm in "12" for v in ("baseline", "guided") for ext in (".pt", "_training.tsv"))
+    assert names == sorted(f"{lm}_{v}{ext}" for lm in "12" for v in ("baseline", "guided", "fine") for ext in (".pt", "_training.tsv"))
     assert [(s["landmark"], s["variant"], s["agents_in_job"]) for s in states] == [
-        ("1", "baseline", 4), ("1", "guided", 4), ("2", "baseline", 4), ("2", "guided", 4)]
+        ("1", "baseline", 4), ("1", "guided", 4), ("2", "baseline", 4), ("2", "guided", 4), ("1", "fine", 2), ("2", "fine", 2)]
+    assert not list(tmp_path.glob("*.resume.pt"))
     logs = pd.read_csv(out / "2_guided_training.tsv", sep="\t")
     assert logs["update"].tolist() == list(range(4, 41, 4))  # the rows before the interruption are kept
     key = layout.parse(f"results/P1/agents/{layout.TRAINED}/2_guided_training.tsv")
@@ -180,6 +181,12 @@ def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypa
         df = pipeline.redetect_landmarks(folder.path, out, variant, 3, tmp_path / f"{variant}.csv",
                                          tmp_path / f"{variant}_ends.tsv", tmp_path / f"{variant}_traj.tsv", device="cpu")
         assert df["landmark"].tolist() == ["1", "2"] and np.isfinite(df[["x", "y", "z"]].to_numpy()).all()
+        ends = pd.read_csv(tmp_path / f"{variant}_ends.tsv", sep="\t", dtype={"landmark": str})
+        refined = df[df["fallback"] == 0]["landmark"]  # a fallback is not refined
+        fine = ends[ends["stage"] == "fine"]
+        assert set(fine["landmark"]) == set(refined) and (fine.groupby("landmark").size() == 4).all()
+        assert (fine["start"] >= TINY_STARTS).all()  # numbered after the coarse starts
+        assert (df.loc[df["refined"] == 1, "fine_shift_mm"] <= cfg.fine_max_shift_mm).all()
 
 
 def test_same_seed_same_landmarks_from_the_patient_job(tmp_path):

@@ -231,3 +231,25 @@ def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_pat
     assert "No pre-operative ground truth" in text and "median_disagreement_mm" in text
     assert "Errors per method" not in text  # no error figures without errors
     assert "<th>mean_mm</th>" not in text  # no empty error columns
+
+
+def test_errors_by_distance_to_the_cavity(tmp_path):
+    from testdata import write_preproc
+
+    affine = np.diag([2.0, 1.0, 1.0, 1.0])
+    affine[:3, 3] = [-10.0, 0.0, 5.0]
+    cavity = np.zeros((30, 30, 30), bool)
+    cavity[8:12, 10:20, 10:20] = True  # voxel centres x from 6 to 12 mm in world, y 10-19, z 15-24
+    world = [[14.0, 15.0, 20.0], [24.0, 15.0, 20.0], [44.0, 15.0, 20.0]]  # 2, 12 and 32 mm beyond the cavity in x
+    folder = write_preproc(tmp_path / "P1" / "preproc", affine, {("post", "t1"): np.ones(cavity.shape)},
+                           lesions={"post": cavity}, landmarks={("post", "expert"): (["a", "b", "c"], world)})
+    d = metrics.cavity_distances([folder.path]).set_index("landmark")
+    np.testing.assert_allclose(d["cavity_mm"], [2.0, 12.0, 32.0], atol=0.01)  # to the centre of the last cavity voxel (x = 12)
+    assert d["band"].tolist() == ["< 6 mm", "6-15 mm", ">= 15 mm"]
+    err = pd.DataFrame({"patient": "P1", "landmark": ["a", "b", "c", "a"], "method": ["ants_syn"] * 3 + ["consensus"],
+                        "error_mm": [3.0, 1.0, 0.5, 2.0]}).merge(d.reset_index(), on=["patient", "landmark"])
+    bands = metrics.by_cavity_band(err)
+    assert bands[["method", "band"]].values.tolist() == [["consensus", "< 6 mm"], ["ants_syn", "< 6 mm"],
+                                                         ["ants_syn", "6-15 mm"], ["ants_syn", ">= 15 mm"]]
+    assert bands["mean_mm"].tolist() == [2.0, 3.0, 1.0, 0.5] and bands["n"].tolist() == [1, 1, 1, 1]
+    assert metrics.cavity_band(float("nan")) == "no cavity mask"

@@ -149,3 +149,53 @@ def test_demo_rigid_residual_far_from_cavity(demo_patient, tmp_path):
 def test_settings_reject_unknown_values():
     with pytest.raises(ValueError, match=r"preprocess.skull_strip='bet': expected one of auto, none, morph_atlas"):
         preprocess.Settings(skull_strip="bet")
+
+
+def _other_grid(image: Image):
+    """(shape, affine) of a grid over the same world as ``image``: 1.1 x 1.1 x 3 mm voxels, origin shifted."""
+    scale = np.array([1.1, 1.1, 3.0]) / image.spacing
+    grid = image.affine @ np.diag([*scale, 1.0])
+    grid[:3, 3] += [0.37, -0.6, 1.3]
+    return tuple(int(n) for n in np.array(image.shape) / scale), grid
+
+
+def _coregistered_cohort(d, same_grid: bool):
+    """brain1 as both time points, co-registered by construction: the post-op scan is the same head on the
+    same grid (plus noise), or resampled onto another grid of the same world (:func:`_other_grid`)."""
+    pre = read_image(BRAIN1)
+    write_image(pre, d / "pre_t1ce.nii.gz")
+    if same_grid:
+        post = Image(pre.data + np.random.default_rng(0).normal(0, 5, pre.shape).astype(np.float32), pre.affine)
+    else:
+        post = resample(pre, *_other_grid(pre), order=1)
+    write_image(post, d / "post_t1ce.nii.gz")
+    lm = spatial.voxel_to_world([[100, 140, 14], [160, 100, 10], [128, 128, 12]], pre.affine)
+    write_landmarks(landmarks_frame(["1", "2", "3"], lm), d / "post_lm.csv")
+    write_landmarks(landmarks_frame(["1", "2", "3"], lm), d / "pre_lm.csv")
+    pd.DataFrame([["c", "pre", "image", "t1ce", "pre_t1ce.nii.gz"], ["c", "post", "image", "t1ce", "post_t1ce.nii.gz"],
+                  ["c", "post", "landmarks", "expert", "post_lm.csv"], ["c", "pre", "landmarks", "expert", "pre_lm.csv"]],
+                 columns=manifest.COLUMNS).to_csv(d / "cohort.tsv", sep="\t", index=False)
+    return manifest.load_manifest(d / "cohort.tsv"), lm
+
+
+@pytest.mark.parametrize("same_grid", [True, False], ids=["same grid", "another grid"])
+def test_co_registered_scans_are_kept_as_they_are(tmp_path, same_grid):
+    """Issue 26: BraTS-Reg's co-registered scans came out of the rigid step worse than they went in."""
+    m, lm = _coregistered_cohort(tmp_path, same_grid)
+    settings = preprocess.Settings(skull_strip="none", n4=False, seed=1)
+    info = preprocess.preprocess_patient(m, "c", tmp_path / "out", settings, identity_out=tmp_path / "identity.csv")
+    assert info["post_to_pre"] == np.eye(4).tolist()
+    expected = "share a grid and the rigid fit would move" if same_grid else "less than a voxel: kept as they are"
+    assert expected in info["alignment"]["post"], info["alignment"]
+    # the initial error is not made worse: the post-op landmarks stay where they were
+    np.testing.assert_allclose(points_of(read_landmarks(tmp_path / "identity.csv")), lm, atol=1e-3)
+
+
+@pytest.mark.parametrize("same_grid", [True, False], ids=["same grid", "another grid"])
+def test_a_real_movement_is_applied(same_grid):
+    pre = read_image(BRAIN1)
+    moved, _ = _moved_copy(pre, (0.0, 0.0, 3.0), (3.0, -2.0, 0.0))  # the head moved between the scans
+    post = moved if same_grid else resample(moved, *_other_grid(moved), order=1)
+    brain = Image((head_mask(pre)).astype(np.uint8), pre.affine)
+    matrix, note = preprocess.aligned_or_registered(pre, post, brain, None, keep_aligned=True)
+    assert note.startswith("registered") and preprocess.max_displacement_mm(matrix, brain) > preprocess.SAME_GRID_KEEP_MM, note

@@ -83,3 +83,43 @@ def test_same_seed_same_patient(demo_patient, tmp_path):
     np.testing.assert_array_equal(read_image(again["post_flair"]).data, read_image(paths["post_flair"]).data)
     other = synthetic.patient_rng(7, "demo02").integers(1 << 30)
     assert other != synthetic.patient_rng(7, "demo01").integers(1 << 30)
+
+
+def test_landmarks_near_the_cavity_are_added_without_changing_the_others(demo_patient, tmp_path):
+    """Issue 28: the demo had no landmark where registration fails; adding one keeps today's landmarks and images."""
+    _, paths = demo_patient
+    near = synthetic.make_patient("demo01", tmp_path, seed=7, near_cavity=1)
+    before = read_landmarks(paths["post_landmarks_expert"])
+    after = read_landmarks(near["post_landmarks_expert"])
+    assert after["landmark"].tolist() == ["1", "2", "3", "4"]
+    np.testing.assert_array_equal(points_of(after)[:3], points_of(before))
+    np.testing.assert_array_equal(read_image(near["post_t1ce"]).data, read_image(paths["post_t1ce"]).data)
+    cavity = read_image(near["post_resection"], dtype=None)
+    dist = ndimage.distance_transform_edt(cavity.data == 0, sampling=cavity.spacing)
+    ijk = np.rint(spatial.world_to_voxel(points_of(after)[3], cavity.affine)).astype(int)
+    assert 0 < dist[tuple(ijk)] < 6.0, dist[tuple(ijk)]  # within 6 mm of the cavity, outside it
+    truth = synthetic.Truth.load(near["truth"])
+    pre_truth = points_of(read_landmarks(near["pre_landmarks_expert"]))[3]
+    np.testing.assert_allclose(pre_truth, truth.post_to_pre(points_of(after)[3])[0], atol=1e-3)
+    tumour = read_image(near["pre_tumor"], dtype=None)
+    t_ijk = np.rint(spatial.world_to_voxel(pre_truth, tumour.affine)).astype(int)
+    assert tumour.data[tuple(t_ijk)] == 0  # on tissue that exists at both time points
+
+
+def test_the_hard_acquisition_changes_the_follow_up_only(demo_patient, tmp_path):
+    _, paths = demo_patient
+    hard = synthetic.make_patient("demo01", tmp_path, seed=7, acquisition="hard")
+    for key in ("post_landmarks_expert", "pre_landmarks_expert", "truth"):
+        assert open(hard[key]).read() == open(paths[key]).read()
+    np.testing.assert_array_equal(read_image(hard["pre_t1ce"]).data, read_image(paths["pre_t1ce"]).data)
+    standard, other = read_image(paths["post_t1ce"]), read_image(hard["post_t1ce"])
+    assert other.spacing[2] == pytest.approx(5.0) and standard.spacing[2] == pytest.approx(synthetic.POST_SLICE_MM)
+    # another contrast: the same slab of tissue, sampled from both, ranks its voxels differently
+    z = np.rint(spatial.world_to_voxel(points_of(read_landmarks(paths["post_landmarks_expert"]))[0], other.affine)).astype(int)[2]
+    idx = np.argwhere(other.data[:, :, z] > 200)
+    world = spatial.voxel_to_world(np.c_[idx[:, :2], np.full(len(idx), z)], other.affine)
+    vals = ndimage.map_coordinates(standard.data.astype(float), spatial.world_to_voxel(world, standard.affine).T, order=1)
+    rho = stats.spearmanr(vals, other.data[idx[:, 0], idx[:, 1], z]).statistic
+    assert 0.3 < rho < 0.95, rho
+    with pytest.raises(ValueError, match="demo acquisition 'odd': expected one of standard, hard"):
+        synthetic.make_patient("demo01", tmp_path / "x", seed=7, acquisition="odd")

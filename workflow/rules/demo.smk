@@ -7,6 +7,8 @@ rule make_demo_patient:
     params:
         seed=config["demo"]["seed"],
         landmarks=config["demo"]["landmarks"],
+        near_cavity=config["demo"]["near_cavity"],
+        acquisition=config["demo"]["acquisition"],
     log:
         layout.log("make_demo_patient", "{patient}"),
     benchmark:

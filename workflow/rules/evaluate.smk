@@ -15,6 +15,7 @@ rule evaluate_cohort:
         rigid_fit=report(layout.cohort("rigid_fit.tsv"), caption="../report/rigid_fit.rst", category="Evaluation"),
         rigid_residuals=layout.cohort("rigid_residuals.tsv"),
         check=report(layout.cohort("landmarks_to_check.tsv"), caption="../report/check.rst", category="Evaluation"),
+        bands=report(layout.cohort("summary_by_cavity.tsv"), caption="../report/bands.rst", category="Evaluation"),
     params:
         flag_mm=config["rigid_fit"]["flag_mm"],
         flag_error_mm=config["consensus"]["flag_error_mm"],

@@ -11,6 +11,7 @@ rule build_report:
         rigid_fit=layout.cohort("rigid_fit.tsv"),
         rigid_residuals=layout.cohort("rigid_residuals.tsv"),
         check=layout.cohort("landmarks_to_check.tsv"),
+        bands=layout.cohort("summary_by_cavity.tsv"),
         preproc=expand(layout.preproc("{patient}"), patient=PATIENTS),
         landmarks=method_landmarks,
         search=search_outputs,

@@ -107,6 +107,12 @@ class PreprocFolder:
     def rotation_deg(self) -> float:
         return float(self.info["rotation_deg"])
 
+    def native_extent(self, timepoint: str) -> np.ndarray | None:
+        """How long (mm) a voxel of the time point's native (reference) scan is along each axis of this frame, or
+        None for a folder written before it was recorded."""
+        extent = self.info.get("native_extent_mm", {}).get(timepoint)
+        return None if extent is None else np.asarray(extent, dtype=float)
+
     @property
     def warnings(self) -> list[str]:
         return list(self.info.get("warnings", []))

@@ -24,7 +24,7 @@ SCHEMA_FILE = Path(__file__).with_name("config.schema.yaml")
 
 #: used at test time only (the agents' redetection)
 AGENT_DETECTION_KEYS = ("n_starts", "max_test_steps", "max_shift_mm", "guide_test", "test_smooth_mm", "seeded_box_mm",
-                        "seeded_max_shift_mm")
+                        "seeded_max_shift_mm", "fine_starts", "fine_max_shift_mm", "centre", "match_intensities")
 #: used at test time only (PIN's localisation)
 PIN_DETECTION_KEYS = ("n_starts", "iterations", "max_shift_mm")
 

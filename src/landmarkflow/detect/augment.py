@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..imaging.intensity import random_monotone_curve
+
 
 def warp_about(volume: np.ndarray, target_vox, rng: np.random.Generator, rotate_deg: float, scale: float,
                elastic_mm: float, spacing=(1.0, 1.0, 1.0), smooth_mm: float = 10.0) -> np.ndarray:
@@ -47,11 +49,13 @@ def warp_about(volume: np.ndarray, target_vox, rng: np.random.Generator, rotate_
 def augmented_versions(image: np.ndarray, brain: np.ndarray, cavity: np.ndarray | None, n: int, rng: np.random.Generator,
                        fill_cavity: bool = True, target_vox=None,
                        warp_deg: float = 0.0, warp_scale: float = 0.0, warp_mm: float = 0.0,
-                       spacing=(1.0, 1.0, 1.0)) -> np.ndarray:
+                       spacing=(1.0, 1.0, 1.0), contrast: float = 0.0, blur_mm: float = 0.0) -> np.ndarray:
     """``n`` training volumes (n, C, X, Y, Z): the image and ``n - 1`` copies with the cavity filled with
-    tissue-like texture (so that the agent cannot rely on it), another smoothing and a bias field, and,
-    when ``target_vox`` and a warp are given, a random local deformation that keeps the target in place
-    (:func:`warp_about`)."""
+    tissue-like texture (so that the agent cannot rely on it), another smoothing and a bias field, and, as
+    a follow-up from another scanner would differ, a random monotone intensity curve per channel of strength
+    ``contrast`` and an extra blur of up to ``blur_mm`` (sigma) along one random axis (another slice
+    thickness); when ``target_vox`` and a warp are given, a random local deformation that keeps the target in
+    place (:func:`warp_about`)."""
     image = np.asarray(image, dtype=np.float32)
     if image.ndim == 3:
         image = image[None]
@@ -75,6 +79,12 @@ def augmented_versions(image: np.ndarray, brain: np.ndarray, cavity: np.ndarray 
         x, y, z = np.meshgrid(*axes, indexing="ij", sparse=True)
         c = rng.uniform(-0.1, 0.1, 3)
         v = v * (1 + c[0] * x + c[1] * y + c[2] * z)[None]
+        if contrast > 0:
+            v = np.stack([random_monotone_curve(ch, rng, contrast) for ch in v])
+        if blur_mm > 0:
+            sigma_axis = np.zeros(3)
+            sigma_axis[rng.integers(3)] = rng.uniform(0, blur_mm)
+            v = np.stack([ndimage.gaussian_filter(ch, sigma_axis / np.asarray(spacing, dtype=float)) for ch in v])
         if target_vox is not None and (warp_deg > 0 or warp_scale > 0 or warp_mm > 0):
             v = warp_about(v, target_vox, rng, warp_deg, warp_scale, warp_mm, spacing)
         out.append(v.astype(np.float32))

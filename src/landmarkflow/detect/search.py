@@ -44,9 +44,22 @@ def landmark_starts(start_lm, landmark: str, affine: np.ndarray, n: int, box_mm:
     return centre_world, starts
 
 
-def robust_centre(points: np.ndarray) -> np.ndarray:
-    """Coordinate-wise median of the end points (more robust than their mean)."""
-    return np.median(points, axis=0)
+#: how the end points of a search become one prediction (config ``agent.centre``)
+CENTRES = ("median", "trimmed")
+
+
+def robust_centre(points: np.ndarray, method: str = "median", spacing=(1.0, 1.0, 1.0), trim_mm: float = 1.5) -> np.ndarray:
+    """One point from a search's end points (n, 3, voxels): their coordinate-wise ``median`` (robust to agents that
+    went astray), or ``trimmed``: the mean of the end points within ``trim_mm`` of that median (sub-voxel: the
+    median of points on a voxel grid is on the grid too, or half-way), the median when none is that close."""
+    points = np.asarray(points, dtype=float)
+    median = np.median(points, axis=0)
+    if method == "median":
+        return median
+    if method != "trimmed":
+        raise ValueError(f"centre {method!r}: expected one of {', '.join(CENTRES)}")
+    near = np.linalg.norm((points - median) * np.asarray(spacing, dtype=float), axis=1) <= trim_mm
+    return points[near].mean(axis=0) if near.any() else median
 
 
 @dataclass
@@ -58,14 +71,14 @@ class Detection:
     spread_vox: np.ndarray  # (n,) distances of the end points to the centre (voxels scaled by spacing: mm)
 
 
-def pool(dets: list[Detection], spacing=(1.0, 1.0, 1.0)) -> Detection:
+def pool(dets: list[Detection], spacing=(1.0, 1.0, 1.0), method: str = "median") -> Detection:
     """The detections of an ensemble's members from the same starts as one: every member's end points (member
-    by member), their coordinate-wise median as the centre and the spread about it; trajectories that ended
+    by member), their robust centre (``method``, :func:`robust_centre`) and the spread about it; trajectories that ended
     early keep their last position."""
     if len(dets) == 1:
         return dets[0]
     ends = np.concatenate([d.ends for d in dets])
-    centre = robust_centre(ends)
+    centre = robust_centre(ends, method, spacing)
     t = max(len(d.trajectories) for d in dets)
     trajs = np.concatenate([np.concatenate([d.trajectories, np.repeat(d.trajectories[-1:], t - len(d.trajectories), 0)])
                             for d in dets], axis=1)
@@ -87,16 +100,17 @@ def model_paths(models, landmarks, variant: str | None = None) -> list[Path]:
 
 
 def detection_records(lid: str, det, starts: np.ndarray, affine: np.ndarray, centre_world: np.ndarray,
-                      max_shift_mm: float, seconds: float, label: str) -> tuple[dict, list, list]:
+                      max_shift_mm: float, seconds: float, label: str, centre_name: str | None = None) -> tuple[dict, list, list]:
     """One landmark's detection (voxels of the preprocessing grid) as table rows in pre-op world RAS mm:
-    the prediction (with the fallback to ``centre_world`` beyond ``max_shift_mm``), the end points, the trajectories."""
+    the prediction (with the fallback to ``centre_world``, ``centre_name``, beyond ``max_shift_mm``), the end points,
+    the trajectories."""
     pred = spatial.voxel_to_world(det.centre, affine)
     shift = float(np.linalg.norm(pred - centre_world))
     fallback = shift > max_shift_mm
     if fallback:
         log.warning("landmark %s (%s): prediction %.1f mm from the start centre (more than %g mm); keeping the start "
-                    "centre (%s)", lid, label, shift, max_shift_mm,
-                    "the registration's landmark" if label == SEEDED else "the rigidly aligned position")
+                    "centre (%s)", lid, label, shift, max_shift_mm, centre_name or (
+                        "the registration's landmark" if label == SEEDED else "the rigidly aligned position"))
         pred = centre_world
     row = {"landmark": lid, "x": pred[0], "y": pred[1], "z": pred[2], "spread_mm": float(det.spread_vox.mean()),
            "fallback": int(fallback), "seconds": round(seconds, 3)}

@@ -15,13 +15,14 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..cohort.manifest import Manifest
+from ..cohort.manifest import LESIONS, Manifest
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout
 from ..core.files import write_table
 from ..core.methods import is_compared, sort_key, sort_methods
 from ..detect.consensus import flag_statistics
-from ..io.landmarks import read_landmarks
+from ..imaging.masks import distance_to
+from ..io.landmarks import points_of, read_landmarks
 from . import rigidfit
 
 log = logging.getLogger(__name__)
@@ -265,13 +266,54 @@ def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, preproc_dir
     return pd.DataFrame(fits, columns=fit_cols), pd.DataFrame(residuals, columns=res_cols)
 
 
+#: the bands of distance to the cavity (mm) that the error is broken down by: registration fails near it
+CAVITY_BANDS = ((0.0, 6.0, "< 6 mm"), (6.0, 15.0, "6-15 mm"), (15.0, np.inf, ">= 15 mm"))
+BAND_COLUMNS = ["method", "band", "n", "mean_mm", "median_mm", "max_mm"]
+
+
+def cavity_distances(preproc_dirs) -> pd.DataFrame:
+    """Per patient and post-op landmark, its distance (mm) to the post-op resection cavity in the preprocessing
+    frame (``cavity_mm``; NaN without a cavity mask), and its band of :data:`CAVITY_BANDS`."""
+    rows = []
+    for d in preproc_dirs:
+        folder = PreprocFolder(d)
+        lm = folder.landmarks("post")
+        cavity = folder.mask_image("post", LESIONS["post"])
+        dist = (distance_to(cavity.data > 0, cavity, points_of(lm)) if cavity is not None and (cavity.data > 0).any()
+                else np.full(len(lm), np.nan))
+        rows += [{"patient": folder.patient, "landmark": str(lid), "cavity_mm": float(x)} for lid, x in zip(lm["landmark"], dist)]
+    out = pd.DataFrame(rows, columns=["patient", "landmark", "cavity_mm"])
+    out["band"] = [cavity_band(x) for x in out["cavity_mm"]]
+    return out
+
+
+def cavity_band(distance_mm: float) -> str:
+    if not np.isfinite(distance_mm):
+        return "no cavity mask"
+    return next(label for lo, hi, label in CAVITY_BANDS if lo <= distance_mm < hi)
+
+
+def by_cavity_band(err: pd.DataFrame) -> pd.DataFrame:
+    """Per method and band of distance to the cavity (``band`` column of the errors): landmarks, mean, median
+    and largest error."""
+    if err.empty or "band" not in err.columns:
+        return pd.DataFrame(columns=BAND_COLUMNS)
+    order = {label: i for i, (_, _, label) in enumerate(CAVITY_BANDS)}
+    rows = [{"method": method, "band": band, "n": len(g), "mean_mm": g["error_mm"].mean(),
+             "median_mm": g["error_mm"].median(), "max_mm": g["error_mm"].max()}
+            for (method, band), g in err.groupby(["method", "band"], sort=False)]
+    out = pd.DataFrame(rows, columns=BAND_COLUMNS)
+    out = out.assign(_b=out["band"].map(lambda b: order.get(b, len(order)))).sort_values("_b", kind="stable").drop(columns="_b")
+    return sort_methods(out)
+
+
 def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_predictions, preproc_dirs=(), jacobian_files=(),
                     out_rigid=None, out_residuals=None, flag_mm: float = 4.0, out_check=None,
-                    flag_error_mm: float = 3.0) -> pd.DataFrame:
+                    flag_error_mm: float = 3.0, out_bands=None) -> pd.DataFrame:
     """Write errors.tsv, summary.tsv and predictions.tsv for the cohort from exactly ``landmark_files``
     (``results/<patient>/landmarks/<method>.csv``; the landmark-based rigid fits against ``preproc_dirs``,
     when ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is
-    given); return the summary. Without ground truth (no patient has pre-op landmarks of the post-op annotator)
+    given; the errors by distance to the cavity, when ``out_bands`` is given); return the summary. Without ground truth (no patient has pre-op landmarks of the post-op annotator)
     errors.tsv has its header only, and summary.tsv has every method with ``n`` = 0 and what is known without
     ground truth: shift from identity, disagreement, spread, fallbacks, Jacobian."""
     pred = collect_predictions(m, landmark_files)
@@ -292,6 +334,10 @@ def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_pr
         log.warning("no pre-op ground truth for %d of %d patients (%s): errors are over the others",
                     len(without), len(m.patients), ", ".join(without))
     err = errors(pred, truth)
+    if len(err) and len(preproc_dirs):
+        err = err.merge(cavity_distances(preproc_dirs), on=["patient", "landmark"], how="left")
+    if out_bands is not None:
+        write_table(by_cavity_band(err), out_bands, float_format="%.4f")
     jac = pd.concat([pd.read_csv(f, sep="\t") for f in jacobian_files], ignore_index=True) if jacobian_files else None
     summ = summary(err, jac, pred, flag_error_mm)
     write_table(err, out_errors, float_format="%.4f")

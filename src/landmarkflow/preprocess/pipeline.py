@@ -51,6 +51,7 @@ class Settings:
     spacing_mm: float = schema_field("preprocess", "spacing_mm")
     crop_margin_mm: float = schema_field("preprocess", "crop_margin_mm")
     normalise: str = schema_field("preprocess", "normalise")
+    keep_aligned: bool = schema_field("preprocess", "keep_aligned")
     seed: int = schema_field(None, "seed")
     reference_modality: list = schema_field(None, "reference_modality")
 
@@ -148,7 +149,8 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
         folder = PreprocFolder(tmp)
         images, masks = _read_patient(m, patient, modalities, settings, tick)
         t0 = time.time()
-        to_ref, pre_to_post = _rigid_registrations(images, masks, modalities, folder.rigid_transform_path)
+        to_ref, pre_to_post = _rigid_registrations(images, masks, modalities, folder.rigid_transform_path,
+                                                   settings.keep_aligned, info)
         tick("registration", t0)
         t0 = time.time()
         shape, affine = target_grid(masks["pre", "brain"].data > 0, masks["pre", "brain"].affine, settings.spacing_mm,
@@ -162,6 +164,8 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
         info["grid"] = {"shape": list(shape), "affine": affine.tolist()}
         info["post_to_pre"] = post_to_pre.tolist()  # 4x4 RAS: post-op world point -> pre-op world point
         info["rotation_deg"] = float(np.degrees(np.arccos(np.clip((np.trace(post_to_pre[:3, :3]) - 1) / 2, -1, 1))))
+        info["native_extent_mm"] = {tp: native_extent(images[tp, modalities[0]].affine, post_to_pre if tp == "post" else None)
+                                    for tp in TIMEPOINTS}
         t0 = time.time()
         qc_figure(folder, modalities[0], folder.qc_path, title=patient, landmarks=landmarks)
         tick("qc", t0)
@@ -203,22 +207,80 @@ def _read_patient(m: Manifest, patient: str, modalities: list, settings: Setting
     return images, masks
 
 
-def _rigid_registrations(images: dict, masks: dict, modalities: list, out_file) -> tuple[dict, np.ndarray]:
+def _rigid_registrations(images: dict, masks: dict, modalities: list, out_file, keep_aligned: bool,
+                         info: dict) -> tuple[dict, np.ndarray]:
     """The rigid matrices (RAS, reference world -> image world) of every other modality of a time point onto its
     reference modality, and the pre-op -> post-op one of the reference modalities (ANTs' convention: fixed
     world points to moving world points), cost-function masked outside the lesions; the latter is written
-    to ``out_file``."""
+    to ``out_file``. With ``keep_aligned``, scans that already share a space are kept as they are
+    (:func:`aligned_or_registered`); ``info["alignment"]`` says, per pair, what was done."""
     ref = modalities[0]
     to_ref: dict = {}
+    info["alignment"] = {}
     for tp in TIMEPOINTS:
         to_ref[tp, ref] = np.eye(4)
         for mod in modalities[1:]:
-            to_ref[tp, mod] = ants.register_linear(images[tp, ref], images[tp, mod], "Rigid", fixed_mask=masks[tp, "brain"])
+            to_ref[tp, mod], info["alignment"][f"{tp}_{mod}"] = aligned_or_registered(
+                images[tp, ref], images[tp, mod], masks[tp, "brain"], None, keep_aligned)
     fixed_mask = _registration_mask(masks["pre", "brain"], masks.get(("pre", LESIONS["pre"])))
     moving_mask = _registration_mask(masks["post", "brain"], masks.get(("post", LESIONS["post"])))
-    pre_to_post = ants.register_linear(images["pre", ref], images["post", ref], "Rigid", fixed_mask=fixed_mask,
-                                       moving_mask=moving_mask, out_file=out_file)
+    pre_to_post, info["alignment"]["post"] = aligned_or_registered(images["pre", ref], images["post", ref], fixed_mask,
+                                                                   moving_mask, keep_aligned, out_file)
+    for pair, note in info["alignment"].items():
+        log.info("rigid alignment %s: %s", pair, note)
     return to_ref, pre_to_post
+
+
+#: scans on one grid whose rigid fit moves the brain by at most this much (mm) are taken as co-registered
+SAME_GRID_KEEP_MM = 3.0
+
+
+def aligned_or_registered(fixed: Image, moving: Image, fixed_mask: Image, moving_mask: Image | None, keep_aligned: bool,
+                          out_file=None) -> tuple[np.ndarray, str]:
+    """The rigid matrix (fixed world -> moving world) of ``moving`` onto ``fixed`` and what was done.
+
+    With ``keep_aligned`` a registration that can only add noise is not applied: one that moves no point of the
+    fixed mask by as much as a voxel, and, for two images on the same grid (BraTS-Reg's co-registered scans,
+    sequences resampled together), one that moves it by at most :data:`SAME_GRID_KEEP_MM` (a lesion that changed
+    pulls a rigid fit by a millimetre or two; a head that really moved between scans on one grid, as the same
+    protocol on the same scanner can give, moves more and is registered). ``out_file`` gets the ANTs transform
+    that is used (identity included)."""
+    matrix = ants.register_linear(fixed, moving, "Rigid", fixed_mask=fixed_mask, moving_mask=moving_mask, out_file=out_file)
+    moved = max_displacement_mm(matrix, fixed_mask)
+    voxel = float(min(fixed.spacing.min(), moving.spacing.min()))
+    same = fixed.same_grid(moving)
+    keep = keep_aligned and (moved < voxel or (same and moved <= SAME_GRID_KEEP_MM))
+    if keep:
+        if out_file is not None:
+            ants.write_identity(out_file)
+        why = (f"the scans share a grid and the rigid fit would move the brain by at most {moved:.2f} mm" if same
+               else f"the rigid fit would move the brain by at most {moved:.2f} mm, less than a voxel")
+        return np.eye(4), why + ": kept as they are (not applied)"
+    if same and keep_aligned:
+        log.warning("the scans share a grid, but the rigid fit moves the brain by up to %.1f mm: applied", moved)
+    return matrix, f"registered: the rigid fit moves the brain by up to {moved:.2f} mm"
+
+
+def native_extent(affine: np.ndarray, to_frame: np.ndarray | None = None) -> list[float]:
+    """How long (mm) a voxel of an image's native grid is along each axis of the preprocessing frame (RAS), its
+    axes carried into the frame by ``to_frame`` (a rigid world-to-world matrix; None: the identity): for thick
+    axial slices (1, 1, 3), and a mixture where the grid is oblique."""
+    m = np.asarray(affine, dtype=float)[:3, :3]
+    if to_frame is not None:
+        m = np.asarray(to_frame, dtype=float)[:3, :3] @ m
+    return np.abs(m).sum(axis=1).round(4).tolist()
+
+
+def max_displacement_mm(matrix: np.ndarray, mask: Image) -> float:
+    """The largest displacement (mm) that a world-to-world ``matrix`` gives a voxel of ``mask`` (at the corners
+    of its bounding box, where a rigid or affine transform moves points most)."""
+    idx = np.argwhere(np.asarray(mask.data) > 0)
+    if not len(idx):
+        idx = np.array([[0, 0, 0], np.array(mask.shape) - 1])
+    lo, hi = idx.min(0), idx.max(0)
+    corners = np.array([[a, b, c] for a in (lo[0], hi[0]) for b in (lo[1], hi[1]) for c in (lo[2], hi[2])], dtype=float)
+    world = spatial.voxel_to_world(corners, mask.affine)
+    return float(np.max(np.linalg.norm(spatial.apply_affine(matrix, world) - world, axis=1)))
 
 
 def _resample_patient(images: dict, masks: dict, modalities: list, to_ref: dict, chain: dict, shape, affine,

@@ -42,6 +42,7 @@ class ReportInputs:
     files: list = field(default_factory=list)
     warnings: str | None = None
     check: str | None = None
+    bands: str | None = None
     rigid_fit: str | None = None
     rigid_residuals: str | None = None
     radiomics_summary: str | None = None
@@ -202,7 +203,19 @@ def _landmark_figures(m, pred: pd.DataFrame, truth: dict, inputs: ReportInputs, 
 CHECK_FIGURES = 3
 
 
-def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict) -> str:
+def _bands_table(bands: pd.DataFrame | None) -> str:
+    """The errors by distance to the cavity: one row per method, mean error (and landmarks) per band."""
+    if bands is None or bands.empty:
+        return ""
+    cells = bands.assign(cell=[f"{r.mean_mm:.2f} ({int(r.n)})" for r in bands.itertuples()])
+    wide = cells.pivot_table(index="method", columns="band", values="cell", aggfunc="first", sort=False).reset_index()
+    wide = sort_methods(wide)[["method"] + list(dict.fromkeys(bands["band"]))]
+    return ("<h3>Error by distance to the cavity</h3><p class=\"note\">Mean error in mm (landmarks) per band of the "
+            "post-op landmark's distance to the resection cavity: registration is least reliable near it.</p>" + _table(wide))
+
+
+def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict,
+                     bands: pd.DataFrame | None = None) -> str:
     """The summary: the error table where there is ground truth, plainly said where there is none, what is
     known without it (shift, disagreement, spread, fallbacks, Jacobian), and the landmarks to check first."""
     with_truth = set(err["patient"]) if len(err) else set()
@@ -233,6 +246,7 @@ def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFra
                  "among themselves far from it (README, \"Consensus\"); flagged: its landmarks to check; flag_catch: "
                  "share of its errors above the flag distance (consensus.flag_error_mm) that are flagged; "
                  "flag_false_alarm: share of the flagged landmarks whose error is below it.</p>")
+        body += _bands_table(bands)
     if check is None or check.empty:
         return body
     rows = check.copy()
@@ -372,10 +386,11 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -
     err = pd.read_csv(inputs.errors, sep="\t", dtype={"landmark": str})
     pred = pd.read_csv(inputs.predictions, sep="\t", dtype={"landmark": str})
     check = pd.read_csv(inputs.check, sep="\t", dtype={"landmark": str}) if inputs.check else None
+    bands = pd.read_csv(inputs.bands, sep="\t") if inputs.bands else None
     truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
     fig5 = _landmark_figures(m, pred, truth, inputs, figures_dir)
     rigid_warnings: list[str] = []
-    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5))]
+    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands))]
     if (errors := _errors_section(err, figures_dir)) is not None:
         sections.append(("errors", "Errors per method (Fig. 4)", errors))
     sections += [

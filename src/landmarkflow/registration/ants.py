@@ -121,6 +121,15 @@ def n4(image: Image, mask: Image | None = None, shrink: int = 4) -> Image:
     return from_ants(out)
 
 
+def write_identity(path) -> None:
+    """An identity rigid transform as an ANTs/ITK transform file (atomically)."""
+    import ants
+
+    tx = ants.create_ants_transform(transform_type="AffineTransform", dimension=3)
+    with atomic_path(path, suffix=".mat") as dest:
+        ants.write_transform(tx, str(dest))
+
+
 # ----------------------------------------------------------------------------- the ANTs baseline
 PRESETS = {
     # close to antsRegistrationSyN.sh -t s (quality) and antsRegistrationSyNQuick.sh (quick)

@@ -28,9 +28,9 @@ class LandmarkEnv:
 
     Positions are integer voxel indices; the target is a (possibly
     sub-voxel) voxel position, one for all (3,) or one per agent (n, 3).
-    ``mask`` (bool, same grid) switches on anatomical guidance: stepping into
-    it gives reward -1, for every agent or for those where ``mask_on`` (n,) is
-    true. ``keep_frames=False`` keeps no patches (a trainer that builds the
+    ``mask`` (bool, the volume's grid, (X, Y, Z) for all versions or (K, X, Y, Z)
+    one per version) switches on anatomical guidance: stepping into it gives
+    reward -1, for every agent or for those where ``mask_on`` (n,) is true. ``keep_frames=False`` keeps no patches (a trainer that builds the
     states from position histories itself); then :meth:`reset_where` and
     :meth:`refine` never wait for the device.
     """
@@ -45,7 +45,8 @@ class LandmarkEnv:
         self.scales = torch.tensor(scales, dtype=torch.long, device=self.device)
         self.target = torch.as_tensor(target, dtype=torch.float32, device=self.device).reshape(-1, 3).expand(n, 3).clone()
         self.mask = None if mask is None else mask.to(self.device).bool().reshape(-1)
-        self._mask_strides = None if mask is None else torch.tensor([mask.shape[1] * mask.shape[2], mask.shape[2], 1], device=self.device)
+        self._mask_strides = None if mask is None else torch.tensor([mask.shape[-2] * mask.shape[-1], mask.shape[-1], 1], device=self.device)
+        self._mask_voxels = 0 if mask is None or mask.ndim == 3 else int(mask[0].numel())  # per version, when versioned
         self.mask_on = None if mask_on is None else torch.as_tensor(mask_on, device=self.device).bool()
         self.keep_frames = keep_frames
         self.terminal_mm = terminal_mm
@@ -66,10 +67,14 @@ class LandmarkEnv:
     def distance_mm(self, pos: torch.Tensor) -> torch.Tensor:
         return torch.linalg.norm((pos.float() - self.target) * self.vol.spacing, dim=-1)
 
-    def in_mask(self, pos: torch.Tensor) -> torch.Tensor:
+    def in_mask(self, pos: torch.Tensor, version: torch.Tensor | None = None) -> torch.Tensor:
+        """Is each position (N, 3) inside the guidance mask (of its agent's volume version, when versioned)?"""
         if self.mask is None:
             return torch.zeros(pos.shape[0], dtype=torch.bool, device=self.device)
-        return self.mask[(pos * self._mask_strides).sum(-1)]
+        idx = (pos * self._mask_strides).sum(-1)
+        if self._mask_voxels:
+            idx = idx + (self.version if version is None else version) * self._mask_voxels
+        return self.mask[idx]
 
     # -------------------------------------------------------------- episode
     def reset(self, pos: torch.Tensor, idx: torch.Tensor | None = None) -> None:

@@ -101,10 +101,17 @@ class StackedQNet(nn.Module):
         a = self._linear(relu(self._linear(f, "advantage_0", i)), "advantage_2", i)
         return v + a - a.mean(-1, keepdim=True)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, agents: list[int] | None = None) -> torch.Tensor:
+        """Q-values (A, N, 6) of agents ``agents`` (all if None) for their inputs ``x`` (A, N, ...). On the CPU only
+        those agents' layers run; grouped, every agent's do and the others' outputs are dropped."""
         if self.grouped:
-            return self._net(x)
-        return torch.stack([self._net(x[i], i) for i in range(x.shape[0])])  # an agent's input keeps its memory layout
+            if agents is None or len(agents) == self.agents:
+                return self._net(x)
+            full = x.new_zeros((self.agents, *x.shape[1:]))
+            full[agents] = x
+            return self._net(full)[agents]
+        order = range(self.agents) if agents is None else agents
+        return torch.stack([self._net(x[k], i) for k, i in enumerate(order)])  # an agent's input keeps its memory layout
 
     def agent_state_dict(self, b: int) -> dict:
         """Agent ``b``'s weights as a :class:`DuelingQNet` state dict (the model files' format)."""

@@ -22,6 +22,7 @@ from ...core.config import schema_field
 from ...core.files import atomic_path
 from ...core.logutil import progress
 from ..patches import PatchVolume
+from .detect import greedy_search
 from .env import LandmarkEnv
 from .network import DuelingQNet, StackedQNet
 from .replay import PositionReplay
@@ -43,7 +44,13 @@ class AgentConfig:
     near_fraction: float = schema_field("agent", "near_fraction")  # share of training episodes that start within near_mm (per axis) of the landmark
     near_mm: float = schema_field("agent", "near_mm")
     n_envs: int = schema_field("agent", "n_envs")  # environments stepped at once
-    updates: int = schema_field("agent", "updates")  # gradient updates (one per environment step)
+    updates: int = schema_field("agent", "updates")  # gradient updates (one per environment step), at most
+    early_stop: bool = schema_field("agent", "early_stop")  # an agent stops learning once it has converged
+    min_updates: int = schema_field("agent", "min_updates")
+    check_every: int = schema_field("agent", "check_every")
+    check_starts: int = schema_field("agent", "check_starts")
+    converge_mm: float = schema_field("agent", "converge_mm")
+    converge_share: float = schema_field("agent", "converge_share")
     batch: int = schema_field("agent", "batch")
     gamma: float = schema_field("agent", "gamma")
     lr: float = schema_field("agent", "lr")
@@ -61,6 +68,19 @@ class AgentConfig:
     warp_mm: float = schema_field("agent", "warp_mm")  # augmented copies: smooth random displacement (mm, standard deviation)
     width: int = schema_field("agent", "width")  # network width
     ensemble: int = schema_field("agent", "ensemble")  # members per landmark and variant, each with its own seed; their end points are pooled
+    fine_factor: int = schema_field("agent", "fine_factor")  # fine stage: local grid this many times finer; 0 = none
+    fine_scales: list = schema_field("agent", "fine_scales")
+    fine_box_mm: float = schema_field("agent", "fine_box_mm")
+    fine_updates: int = schema_field("agent", "fine_updates")
+    fine_converge_mm: float = schema_field("agent", "fine_converge_mm")
+    fine_starts: int = schema_field("agent", "fine_starts")
+    fine_max_shift_mm: float = schema_field("agent", "fine_max_shift_mm")
+    centre: str = schema_field("agent", "centre")  # end points -> prediction: median or trimmed mean
+    match_intensities: bool = schema_field("agent", "match_intensities")  # test: pre-op intensities onto the post-op's
+    match_resolution: bool = schema_field("agent", "match_resolution")  # both scans at the coarser native resolution
+    contrast_aug: float = schema_field("agent", "contrast_aug")  # augmented copies: random monotone curves
+    blur_aug_mm: float = schema_field("agent", "blur_aug_mm")  # augmented copies: extra blur along a random axis
+    input_norm: str = schema_field("agent", "input_norm")  # network input: intensities or locally standardised
     n_starts: int = schema_field("agent", "n_starts")  # test: fixed start points
     max_test_steps: int = schema_field("agent", "max_test_steps")
     max_shift_mm: float = schema_field("agent", "max_shift_mm")  # test: a prediction farther than this from the start box centre falls back to it
@@ -152,6 +172,11 @@ class Trainer:
         self.updates_done = 0
         self.env_steps = 0  # per agent
         self.log_rows: list[list[dict]] = [[] for _ in range(b)]
+        # early stopping: agents whose greedy search from fixed starts converged stop learning (frozen)
+        self.active = [True] * b
+        self.streak = [0] * b  # consecutive checks passed
+        self.converged_at: list[int | None] = [None] * b
+        self._frozen: dict = {}
         self._clear_window()
 
     # -------------------------------------------------------------- helpers
@@ -166,11 +191,12 @@ class Trainer:
         net.load_state_dict(self.net.agent_state_dict(b))
         return net.to(self.device)
 
-    def _states(self, x: torch.Tensor) -> torch.Tensor:
-        """Network input (B, N, f * C, P, P, P) from :meth:`.env.PatchVolume.histories` (B * N, P, P, P, f, C)
-        (a view: channels last, frame-major channels as :class:`.env.LandmarkEnv` stacks them)."""
+    def _states(self, x: torch.Tensor, agents: int | None = None) -> torch.Tensor:
+        """Network input (A, N, f * C, P, P, P) of ``agents`` (A, default all B) from
+        :meth:`..patches.PatchVolume.histories` (A * N, P, P, P, f, C) (a view: channels last, frame-major
+        channels as :class:`.env.LandmarkEnv` stacks them)."""
         x = x.reshape(*x.shape[:4], -1).permute(0, 4, 1, 2, 3)
-        return x.reshape(self.b, -1, *x.shape[1:])
+        return x.reshape(self.b if agents is None else agents, -1, *x.shape[1:])
 
     def _random_starts(self) -> torch.Tensor:
         """A start for every environment (B * n_envs, 3): uniform in the start box around its agent's target,
@@ -201,10 +227,27 @@ class Trainer:
     @torch.no_grad()
     def _act(self):
         n = self.cfg.n_envs
-        q = self.net(self._states(self.vol.histories(self.frame_pos, self.frame_scale, self.env.version)))
+        act = self._active_index()
         rand = self.rand.randint(6, n)
         explore = self.rand.uniform(n) < self.epsilon()
-        return torch.where(explore, rand, q.argmax(-1)).reshape(-1)
+        if len(act) == self.b:
+            q = self.net(self._states(self.vol.histories(self.frame_pos, self.frame_scale, self.env.version)))
+            greedy = q.argmax(-1)
+        else:  # frozen agents take random steps: only the learning agents' networks run
+            rows = self._env_rows(act)
+            q = self.net(self._states(self.vol.histories(self.frame_pos[rows], self.frame_scale[rows], self.env.version[rows]),
+                                      len(act)), act)
+            greedy = rand.clone()
+            greedy[act] = q.argmax(-1)
+        return torch.where(explore, rand, greedy).reshape(-1)
+
+    def _active_index(self) -> list[int]:
+        return [i for i, a in enumerate(self.active) if a]
+
+    def _env_rows(self, agents: list[int]) -> torch.Tensor:
+        """The environment rows (agent-major) of ``agents``."""
+        n = self.cfg.n_envs
+        return (torch.as_tensor(agents, device=self.device)[:, None] * n + torch.arange(n, device=self.device)).reshape(-1)
 
     @torch.no_grad()
     def _env_step(self):
@@ -230,38 +273,104 @@ class Trainer:
         self._reset_where(end)
 
     def _update(self):
-        cfg, b, h, m = self.cfg, self.b, self.cfg.history, self.cfg.batch
+        cfg, h, m = self.cfg, self.cfg.history, self.cfg.batch
         pos, scale, action, reward, done, local = self.replay.sample(self.rand.randint(self.replay.size, m))
         version = self.version_table.gather(1, local)
+        act = self._active_index()
+        b = len(act)
+        shape = (b * m, 1, 1, 1, 1, 1)
+        gain = (0.85 + 0.3 * self.rand.uniform(m)).reshape(self.b, -1)[act].reshape(shape)
+        gamma = torch.exp(0.6 * self.rand.uniform(m) - 0.3).reshape(self.b, -1)[act].reshape(shape)
+        sigma = (0.04 * self.rand.uniform(m)).reshape(self.b, -1)[act].reshape(shape)
+        pick = self.rand.randint(self.noise_bank.shape[0], m)[act].reshape(-1)
+        if b < self.b:  # only the learning agents' transitions
+            pos, scale, action, reward, done, version = (t[act] for t in (pos, scale, action, reward, done, version))
         # the h + 1 frames of a transition once: s is the first h, s' the last h
         x = self.vol.histories(pos.reshape(b * m, h + 1, 3), scale.reshape(b * m, h + 1), version.reshape(-1))
-        # random gain, gamma, noise level and noise per transition, the noise from a bank of pre-drawn patches
-        shape = (b * m, 1, 1, 1, 1, 1)
-        gain = (0.85 + 0.3 * self.rand.uniform(m)).reshape(shape)
-        gamma = torch.exp(0.6 * self.rand.uniform(m) - 0.3).reshape(shape)
-        sigma = (0.04 * self.rand.uniform(m)).reshape(shape)
-        noise = self.noise_bank.index_select(0, self.rand.randint(self.noise_bank.shape[0], m).reshape(-1))
+        # random gain, gamma, noise level and noise per transition (drawn above, for every agent), the noise from a
+        # bank of pre-drawn patches
+        noise = self.noise_bank.index_select(0, pick)
         x = x.clamp_(min=0).pow_(gamma).mul_(gain).addcmul_(noise, sigma)  # in place: x is a fresh gather
-        s, s2 = self._states(x[..., :h, :]), self._states(x[..., 1:, :])
-        q = self.net(s).gather(-1, action[..., None]).squeeze(-1)
+        s, s2 = self._states(x[..., :h, :], b), self._states(x[..., 1:, :], b)
+        agents = None if b == self.b else act
+        q = self.net(s, agents).gather(-1, action[..., None]).squeeze(-1)
         with torch.no_grad():
-            a2 = self.net(s2).argmax(-1, keepdim=True)  # double DQN: online net picks, target net evaluates
-            q2 = self.target_net(s2).gather(-1, a2).squeeze(-1)
+            a2 = self.net(s2, agents).argmax(-1, keepdim=True)  # double DQN: online net picks, target net evaluates
+            q2 = self.target_net(s2, agents).gather(-1, a2).squeeze(-1)
             y = reward + cfg.gamma * (~done).float() * q2
         loss = torch.nn.functional.smooth_l1_loss(q, y, reduction="none").mean(1)  # (B,)
         self.opt.zero_grad(set_to_none=True)
         loss.sum().backward()
         params = [p for p in self.net.parameters() if p.grad is not None]
-        norm = torch.stack([p.grad.pow(2).reshape(b, -1).sum(1) for p in params]).sum(0).sqrt()
+        norm = torch.stack([p.grad.pow(2).reshape(self.b, -1).sum(1) for p in params]).sum(0).sqrt()
         coef = torch.clamp(10.0 / (norm + 1e-6), max=1.0)  # each agent's gradient clipped to norm 10
         for p in params:
-            p.grad.mul_(coef.reshape(b, *([1] * (p.grad.ndim - 1))))
+            p.grad.mul_(coef.reshape(self.b, *([1] * (p.grad.ndim - 1))))
         self.opt.step()
+        self._restore_frozen()
         self.updates_done += 1
         if self.updates_done % cfg.target_sync == 0:
             self.target_net.load_state_dict(self.net.state_dict())
-        self._window[0] += loss.detach()
+        full = loss.new_zeros(self.b)
+        full[act] = loss.detach()
+        self._window[0] += full
         self._window_updates += 1
+
+    # -------------------------------------------------------------- early stopping
+    def _eval_starts(self, agents: list[int]) -> torch.Tensor:
+        """Fixed start points of the convergence checks, ``cfg.check_starts`` per agent (agent-major), uniform in
+        the agent's start box, drawn from its seed alone."""
+        out = []
+        half = self.cfg.box_mm / 2 / self.spacing.cpu().numpy()
+        for i in agents:
+            rng = np.random.default_rng([self.agents[i].seed, 7919])
+            off = rng.uniform(-1, 1, (self.cfg.check_starts, 3)) * half
+            out.append(np.rint(np.asarray(self.agents[i].target) + off))
+        return self.vol.clamp(torch.as_tensor(np.concatenate(out), dtype=torch.long, device=self.device))
+
+    @torch.no_grad()
+    def check_convergence(self) -> list[float]:
+        """Greedy searches of the learning agents from their fixed starts on their first training volume; an agent
+        whose searches end within ``cfg.converge_mm`` of its target from at least ``cfg.converge_share`` of the starts
+        at two checks in a row has converged: it stops learning (frozen). Returns the learning agents' shares."""
+        cfg = self.cfg
+        act = self._active_index()
+        if not act:
+            return []
+        n = cfg.check_starts
+        agents = None if len(act) == self.b else act
+
+        def q_fn(states):
+            return self.net(states.reshape(len(act), n, *states.shape[1:]), agents).reshape(-1, 6)
+
+        version = self.version_table[act, 0].repeat_interleave(n)
+        ends, _, _ = greedy_search(q_fn, self.vol, self._eval_starts(act), cfg.history, cfg.scales, cfg.max_test_steps,
+                                   version=version)
+        target = self.targets[act].repeat_interleave(n, 0)
+        hit = torch.linalg.norm((ends - target) * self.spacing, dim=1) <= cfg.converge_mm
+        shares = hit.reshape(len(act), n).float().mean(1).cpu().tolist()
+        for i, share in zip(act, shares):
+            self.streak[i] = self.streak[i] + 1 if share >= cfg.converge_share else 0
+            if self.streak[i] >= 2:
+                self._freeze(i)
+        return shares
+
+    def _freeze(self, i: int) -> None:
+        self.active[i] = False
+        self.converged_at[i] = self.updates_done
+        self._frozen[i] = {name: p[i].detach().clone() for name, p in self.net.named_parameters()}
+        log.info("agent %d converged at update %d (greedy searches within %g mm from %.0f%% of the starts twice): "
+                 "it stops learning", i, self.updates_done, self.cfg.converge_mm, 100 * self.cfg.converge_share)
+
+    @torch.no_grad()
+    def _restore_frozen(self) -> None:
+        """Frozen agents keep their weights: the optimiser's momentum would move them without a gradient."""
+        if not self._frozen:
+            return
+        params = dict(self.net.named_parameters())
+        for i, saved in self._frozen.items():
+            for name, value in saved.items():
+                params[name][i].copy_(value)
 
     def _log(self, t0):
         w = self._window.cpu().numpy()  # the only wait for the device: once per log line
@@ -278,6 +387,7 @@ class Trainer:
                 "success_rate": float(w[3, i] / ep[i] * nan[i]),
                 "final_distance_mm": float(w[4, i] / ep[i] * nan[i]),
                 "episodes": int(w[1, i]),
+                "learning": int(self.active[i]),
             })
         last = [rows[-1] for rows in self.log_rows]
         self._clear_window()
@@ -296,13 +406,17 @@ class Trainer:
             self.started = True
         while self.replay.size < min(cfg.warmup, cfg.replay):
             self._env_step()
-        while self.updates_done < cfg.updates:
+        while self.updates_done < cfg.updates and any(self.active):
             self._env_step()
             self._update()
+            if cfg.early_stop and self.updates_done >= cfg.min_updates and self.updates_done % cfg.check_every == 0:
+                self.check_convergence()
             if self.updates_done % log_every == 0:
                 self._log(t0)
             if checkpoint is not None and self.updates_done % checkpoint_every == 0:
                 self.save_checkpoint(checkpoint)
+        if self._window_updates:
+            self._log(t0)
         return self.log_rows
 
     # -------------------------------------------------------------- persistence
@@ -317,6 +431,7 @@ class Trainer:
             "env_steps": self.env_steps,
             "log_rows": self.log_rows,
             "rand": self.rand.state_dict(),
+            "active": self.active, "streak": self.streak, "converged_at": self.converged_at, "frozen": self._frozen,
         }
 
     def save_checkpoint(self, path) -> None:
@@ -339,3 +454,5 @@ class Trainer:
         self.env_steps = state["env_steps"]
         self.log_rows = state["log_rows"]
         self.rand.load_state_dict(state["rand"])
+        self.active, self.streak = list(state["active"]), list(state["streak"])
+        self.converged_at, self._frozen = list(state["converged_at"]), dict(state["frozen"])
