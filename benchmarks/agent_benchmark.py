@@ -29,9 +29,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from landmarkflow.detect.agent.detect import redetect, start_points  # noqa: E402
-from landmarkflow.detect.agent.env import LandmarkEnv, PatchVolume  # noqa: E402
-from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer, augmented_versions  # noqa: E402
+from landmarkflow.detect.agent.detect import redetect  # noqa: E402
+from landmarkflow.detect.search import start_points  # noqa: E402
+from landmarkflow.detect.agent.env import LandmarkEnv  # noqa: E402
+from landmarkflow.detect.patches import PatchVolume  # noqa: E402
+from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer  # noqa: E402
+from landmarkflow.detect.augment import augmented_versions  # noqa: E402
 from landmarkflow.detect.pin import PinConfig, PinTrainer, localise  # noqa: E402
 
 

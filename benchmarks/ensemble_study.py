@@ -60,7 +60,8 @@ def train(args):
     import yaml
 
     from landmarkflow.imaging import spatial
-    from landmarkflow.detect.agent.detect import pool, redetect, start_points
+    from landmarkflow.detect.agent.detect import redetect
+    from landmarkflow.detect.search import pool, start_points
     from landmarkflow.detect.agent.pipeline import patient_trainer
     from landmarkflow.detect.agent.train import AgentConfig
 
@@ -82,7 +83,7 @@ def train(args):
         world = lambda v: spatial.voxel_to_world(np.asarray(v, float), aff).tolist()  # noqa: E731
         for seed in [int(s) for s in args.seeds.split(",")]:
             t0 = time.time()
-            trainer, agents, specs = patient_trainer(post, aff, brain, cavity, {lm: d["target"][i] for i, lm in enumerate(ids)},
+            trainer, agents, specs, _ = patient_trainer(post, aff, brain, cavity, {lm: d["target"][i] for i, lm in enumerate(ids)},
                                                      path.stem, cfg, seed, dev)
             trainer.train(log_every=100)
             seconds = time.time() - t0

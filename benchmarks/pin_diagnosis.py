@@ -33,8 +33,9 @@ from scipy.spatial.transform import Rotation
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from landmarkflow.imaging import spatial  # noqa: E402
-from landmarkflow.detect.agent.detect import start_points  # noqa: E402
-from landmarkflow.detect.agent.train import augmented_versions, seed_for  # noqa: E402
+from landmarkflow.detect.search import start_points  # noqa: E402
+from landmarkflow.detect.augment import augmented_versions  # noqa: E402
+from landmarkflow.core.device import seed_for  # noqa: E402
 from landmarkflow.detect.pin import PinConfig, PinTrainer, localise  # noqa: E402
 from landmarkflow.cohort.preproc_folder import PreprocFolder  # noqa: E402
 

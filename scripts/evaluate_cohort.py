@@ -18,7 +18,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         out_errors=snakemake.output.errors,  # noqa: F821
         out_summary=snakemake.output.summary,  # noqa: F821
         out_predictions=snakemake.output.predictions,  # noqa: F821
-        jacobian_files=[layout.jacobian_table(d) for d in snakemake.input.ants],  # noqa: F821
+        jacobian_files=[layout.jacobian_table(d) for d in snakemake.input.registrations],  # noqa: F821
         out_rigid=snakemake.output.rigid_fit,  # noqa: F821
         out_residuals=snakemake.output.rigid_residuals,  # noqa: F821
         flag_mm=snakemake.params.flag_mm,  # noqa: F821

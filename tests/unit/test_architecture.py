@@ -115,6 +115,7 @@ def test_every_module_imports_on_its_own():
 def test_schema_enums_are_the_catalogues():
     cons = config.properties("consensus")
     assert cons["registration"]["enum"] == list(methods.REGISTRATIONS)
+    assert cons["second"]["enum"] == [None, *methods.REGISTRATIONS] and cons["second"]["default"] in methods.REGISTRATIONS
     assert cons["methods"]["items"]["enum"] == list(methods.VOTERS)
     assert set(cons["methods"]["default"]) <= set(methods.VOTERS)
     assert set(methods.VOTERS) | set(methods.REGISTRATIONS) <= set(methods.NAMES)

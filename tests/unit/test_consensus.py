@@ -124,3 +124,47 @@ def test_flag_statistics_count_caught_errors_and_false_alarms():
 def test_consensus_settings_are_checked():
     with pytest.raises(ValueError, match="agree_mm"):
         ConsensusConfig(agree_mm=4.0, overrule_mm=3.0)
+
+
+def test_a_confirmed_registration_is_replaced_by_the_seeded_agents_refinement():
+    """Issue 25: the seeded agents refine the registration's landmark; where it is confirmed, the refinement is used."""
+    s = R + [0.6, -0.3, 0.2]
+    d = decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": s}, START, CFG)
+    assert d.rule == "refined" and not d.flag
+    np.testing.assert_array_equal(d.point, s)
+    assert d.uncertainty_mm == pytest.approx(np.linalg.norm([0.4, 0.3, -0.2]))  # the guided agent to the refinement
+    off = ConsensusConfig(refine=False)
+    assert decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": s}, START, off).rule == "agreement"
+    # a refinement that walked away from the registration is not taken; the seeded agents do not vote
+    d = decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": R + [3.0, 0, 0]}, START, CFG)
+    assert d.rule == "agreement" and np.array_equal(d.point, R)
+    d = decide(R, {"agent_seeded": s}, START, CFG)  # nothing independent confirms R
+    assert d.rule == "unconfirmed" and d.flag
+
+
+def test_two_registrations_that_agree_need_no_agent():
+    """Issue 26: two independent registrations that agree are stronger evidence than one."""
+    cfg = ConsensusConfig(second="ants_syn_nomask")
+    r2 = R + [0.5, 0.5, 0]
+    d = decide(R, {}, START, cfg, second=r2)
+    assert d.rule == "agreement" and not d.flag and d.uncertainty_mm == pytest.approx(np.sqrt(0.5))
+    # they agree, the agents are elsewhere: confirmed all the same, but only by the second registration
+    d = decide(R, {"agent_guided": R + [6.0, 0, 0], "agent_baseline": R + [6.0, 1.0, 0]}, START, cfg, second=r2)
+    assert d.rule == "outlier" and not d.flag and np.array_equal(d.point, R)
+
+
+def test_where_the_registrations_disagree_the_agents_decide():
+    cfg = ConsensusConfig(second="ants_syn_nomask")
+    r2 = R + [4.0, 0, 0]
+    agents = {"agent_guided": r2 + [0.5, 0, 0], "agent_baseline": r2 + [0, 0.8, 0]}
+    d = decide(R, agents, START, cfg, second=r2)
+    assert d.rule == "second_registration" and d.flag
+    np.testing.assert_array_equal(d.point, r2)
+    # the agents agree with neither registration: the first one is kept, flagged
+    d = decide(R, {"agent_guided": R + [0, 8.0, 0]}, START, cfg, second=r2)
+    assert d.rule == "disagreement" and d.flag and np.array_equal(d.point, R)
+    # without the first registration the second takes its place
+    d = decide(None, {"agent_guided": r2 + [0.5, 0, 0]}, START, cfg, second=r2)
+    assert d.rule == "agreement" and np.array_equal(d.point, r2)
+    with pytest.raises(ValueError, match="the second registration .* must not be the first one"):
+        ConsensusConfig(second="ants_syn")

@@ -100,16 +100,16 @@ def test_slurm_run_matches_the_local_run(cluster, tiny_run, tmp_path):
         pd.testing.assert_frame_equal(got, want, check_exact=True, obj=ends)
 
     # the GPU requests reached SLURM intact: one GPU job per patient trains all its agents (3 landmarks x
-    # 2 variants), one its PINs; they went to the gpu partition with one GPU each; nothing else asked
+    # 2 variants, and a fine agent per landmark), one its PINs; they went to the gpu partition with one GPU each; nothing else asked
     # for a GPU; every job got at most the node's CPUs
     seen = jobs(cluster)
     rules = [re.match(r"rule_(.+?)(?:_wildcards_|$)", j.get("Comment", "")).group(1) for j in seen]
-    assert rules.count("train_agents") == 1 and rules.count("train_pin") == 1, rules
-    assert sum(1 for j in seen if "gpu:1" in j.get("TresPerJob", "")) == 2, seen
+    assert rules.count("train_agents") == 1 and rules.count("train_pin") == 1 and rules.count("register_svf") == 1, rules
+    assert sum(1 for j in seen if "gpu:1" in j.get("TresPerJob", "")) == 3, seen
     trained = sorted(p.name for p in (wd / "results" / "tiny01" / "agents" / "trained").glob("*.pt"))
-    assert trained == [f"{lm}_{v}.pt" for lm in "123" for v in ("baseline", "guided")], trained
+    assert trained == sorted(f"{lm}_{v}.pt" for lm in "123" for v in ("baseline", "fine", "guided")), trained
     for rule, job in zip(rules, seen):
-        on_gpu = rule in ("train_agents", "train_pin")
+        on_gpu = rule in ("train_agents", "train_pin", "register_svf")
         assert job["JobState"] == "COMPLETED", job
         assert job["Partition"] == ("gpu" if on_gpu else "cpu"), job
         assert ("gpu:1" in job.get("TresPerJob", "")) == on_gpu, job

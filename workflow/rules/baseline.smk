@@ -1,4 +1,5 @@
-# The classical baseline: ANTs rigid, affine and SyN (masked and unmasked) with landmark propagation.
+# The registrations: the classical baseline (ANTs rigid, affine and SyN, masked and unmasked) and the second,
+# independent one (bidirectional SVF with missing correspondence left out), landmarks carried through them.
 
 
 rule register_ants:
@@ -22,3 +23,26 @@ rule register_ants:
         "../../envs/preprocess.yaml"
     script:
         "../../scripts/register_ants.py"
+
+
+rule register_svf:
+    # on a GPU where there is one (seconds), on the CPU otherwise (about a minute per patient)
+    input:
+        preproc=layout.preproc("{patient}"),
+    output:
+        folder=directory(layout.svf_dir("{patient}")),
+        landmarks=layout.landmarks("{patient}", "svf"),
+    params:
+        settings=config["svf"],
+        seed=config["seed"],
+    log:
+        layout.log("register_svf", "{patient}"),
+    benchmark:
+        layout.benchmark("register_svf", "{patient}")
+    threads: 2
+    resources:
+        gpu=1,
+    conda:
+        "../../envs/agent.yaml"
+    script:
+        "../../scripts/register_svf.py"

@@ -38,7 +38,7 @@ def is_activated(key):
 
 
 #: the switched-on optional stages (the method catalogue decides which methods they bring)
-ACTIVE = {key for key in ("demo", "pin", "ants", "consensus", "radiomics") if is_activated(key)}
+ACTIVE = {key for key in ("demo", "pin", "ants", "svf", "consensus", "radiomics") if is_activated(key)}
 
 
 def _must_exist_now(path):
@@ -90,7 +90,8 @@ def patient_methods(patient):
 def consensus_inputs(wildcards):
     """The landmark files the consensus of a patient combines: its registration and listed methods that run."""
     run = patient_methods(wildcards.patient)
-    wanted = [config["consensus"]["registration"]] + list(config["consensus"]["methods"])
+    cons = config["consensus"]
+    wanted = [cons["registration"]] + ([cons["second"]] if cons["second"] else []) + list(cons["methods"])
     return {m: layout.landmarks(wildcards.patient, m) for m in wanted if m in run}
 
 
@@ -113,7 +114,9 @@ def method_landmarks(wildcards):
 
 
 def jacobian_files(wildcards):
-    return [layout.ants_dir(p) for p in PATIENTS] if is_activated("ants") else []
+    """The folders of the deformable registrations that run (each with its Jacobian table)."""
+    folders = {"ants": layout.ants_dir, "svf": layout.svf_dir}
+    return [folders[stage](p) for stage in folders if is_activated(stage) for p in PATIENTS]
 
 
 def search_outputs(wildcards):
@@ -136,6 +139,8 @@ def benchmark_files(wildcards):
         out.append(layout.benchmark("preprocess_patient", p))
         if is_activated("ants"):
             out.append(layout.benchmark("register_ants", p))
+        if is_activated("svf"):
+            out.append(layout.benchmark("register_svf", p))
         if is_activated("radiomics"):
             out.append(layout.benchmark("extract_radiomics", p))
         if is_activated("pin"):

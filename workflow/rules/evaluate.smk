@@ -7,7 +7,7 @@ rule evaluate_cohort:
         manifest=layout.cohort("manifest.tsv"),
         landmarks=method_landmarks,
         preproc=expand(layout.preproc("{patient}"), patient=PATIENTS),
-        ants=jacobian_files,
+        registrations=jacobian_files,
     output:
         errors=report(layout.cohort("errors.tsv"), caption="../report/errors.rst", category="Evaluation"),
         summary=report(layout.cohort("summary.tsv"), caption="../report/summary.rst", category="Evaluation"),

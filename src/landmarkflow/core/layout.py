@@ -49,6 +49,11 @@ def ants_dir(patient: str) -> str:
     return f"{patient_dir(patient)}/ants"
 
 
+def svf_dir(patient: str) -> str:
+    """The second registration's folder: its maps (consistency, no correspondence, Jacobian) and Jacobian table."""
+    return f"{patient_dir(patient)}/svf"
+
+
 #: the table of a registration folder: the share of folding voxels of each of its deformations
 JACOBIAN = "jacobian.tsv"
 
@@ -155,7 +160,7 @@ def parse(path) -> dict:
 
 
 _PATIENT_FILES = {"manifest.tsv": "manifest", "warnings.tsv": "warnings", "radiomics.tsv": "radiomics",
-                  "preproc": "preproc", "ants": "registration", "slicer": "slicer"}
+                  "preproc": "preproc", "ants": "registration", "svf": "registration", "slicer": "slicer"}
 
 
 def _parse_relative(rel: tuple) -> dict | None:
@@ -183,7 +188,7 @@ def _parse_relative(rel: tuple) -> dict | None:
         return {"kind": "trained", "patient": patient, "folder": folder}
     if folder == "landmarks" and name.endswith(".csv"):
         return {"kind": "landmarks", "patient": patient, "method": name[: -len(".csv")]}
-    if folder == "ants" and name == JACOBIAN:
+    if folder in ("ants", "svf") and name == JACOBIAN:
         return {"kind": "jacobian", "patient": patient}
     for method, (mfolder, prefix) in methods.SEARCH.items():
         if folder != mfolder:

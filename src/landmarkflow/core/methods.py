@@ -34,6 +34,8 @@ CATALOGUE = (
     Method("ants_affine", "#17becf", "ANTs affine registration", "ants"),
     Method("ants_syn_nomask", "#9467bd", "ANTs SyN without cost-function masks", "ants"),
     Method("ants_syn", "#1f77b4", "ANTs SyN, cost-function masked where the lesions are", "ants"),
+    Method("svf", "#8c2d04", "the second registration: bidirectional velocity fields, missing correspondence left out",
+           "svf"),
     Method("agent_baseline", "#ff7f0e", "deep Q-network agents (BM)", search=("agents", "baseline_"), variant="baseline"),
     Method("agent_guided", "#d62728", "agents kept out of the cavity (AM)", needs=("resection",),
            search=("agents", "guided_"), variant="guided"),
@@ -44,12 +46,14 @@ CATALOGUE = (
 BY_NAME = {m.name: m for m in CATALOGUE}
 NAMES = tuple(BY_NAME)
 #: the order in which a patient's landmark files are listed (the workflow's inputs)
-RUN_ORDER = ("identity", "ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask", "pin", "agent_baseline",
+RUN_ORDER = ("identity", "ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask", "svf", "pin", "agent_baseline",
              "agent_guided", "agent_seeded", "consensus")
 #: the methods of one ANTs job
 ANTS = tuple(m.name for m in CATALOGUE if m.stage == "ants" and m.search is None)
 #: registrations the consensus can be anchored on
-REGISTRATIONS = ("ants_syn", "ants_syn_nomask", "ants_affine", "ants_rigid")
+REGISTRATIONS = ("ants_syn", "svf", "ants_syn_nomask", "ants_affine", "ants_rigid")
+#: deformable registrations with a folder of their own (transforms or maps, a Jacobian table)
+REGISTRATION_FOLDERS = {"ants": "ants", "svf": "svf"}
 #: methods that can confirm or overrule the registration in the consensus
 VOTERS = ("agent_guided", "agent_baseline", "agent_seeded", "pin")
 #: methods that search from start points
@@ -69,7 +73,7 @@ def agent_variants(has_resection: bool) -> tuple[str, ...]:
 
 def patient_methods(active, has_resection: bool) -> list[str]:
     """The methods the workflow runs for a patient (in :data:`RUN_ORDER`): ``active`` is the set of switched-on
-    stages (``ants``, ``pin``, ``consensus``), ``has_resection`` whether the patient has a resection mask."""
+    stages (``ants``, ``svf``, ``pin``, ``consensus``), ``has_resection`` whether the patient has a resection mask."""
     active = set(active)
     out = []
     for name in RUN_ORDER:

@@ -42,7 +42,7 @@ from ..core.files import atomic_dir, write_table
 from ..core.logutil import progress
 from ..imaging import spatial
 from .augment import augmented_versions
-from .device import seed_for, setup_device
+from ..core.device import seed_for, setup_device
 from .patches import PatchVolume
 from .search import Detection, detection_records, landmark_starts, model_paths, write_detections
 

@@ -26,7 +26,7 @@ from ...core.files import atomic_dir, write_table
 from ...imaging import spatial
 from ...io.landmarks import read_landmarks
 from ..augment import augmented_versions
-from ..device import seed_for, setup_device
+from ...core.device import seed_for, setup_device
 from ..inputs import network_input, test_scan, training_scan
 from ..search import SEEDED, detection_records, landmark_starts, model_paths, pool, write_detections
 from .detect import redetect
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 
 def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None,
-                 checkpoint_every: int = 200) -> list[dict]:
+                 checkpoint_every: int = 200, variants=None) -> list[dict]:
     """Train every agent of a patient in one batched loop: each post-op landmark x variant (both when the
     patient has a resection mask, else the baseline), on the post-op scan, then (``cfg.fine_factor`` > 0) the fine
     agents, one per landmark (:mod:`.fine`), in a second batched loop. Writes ``out_dir`` whole or not at all: per
@@ -48,7 +48,7 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     The patient's volumes and augmented copies are made once and shared by the agents (with a warp in the
     config, each landmark gets its own copies warped about it). An interrupted training resumes from
     ``<out_dir>.resume.pt`` (``.fine.resume.pt`` for the fine agents; written every ``checkpoint_every`` updates,
-    removed at the end).
+    removed at the end). ``variants``: a subset of the patient's variants to train (a study's choice; default all).
     """
     dev = setup_device(device, threads)
     folder = PreprocFolder(preproc_dir)
@@ -61,7 +61,7 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     cavity = folder.lesion("post")
     t0 = time.time()
     trainer, agents, specs, blocks = patient_trainer(post, affine, folder.mask("post", "brain"), cavity, voxels, patient,
-                                                     cfg, seed, dev)
+                                                     cfg, seed, dev, variants)
     base = str(out_dir).rstrip("/")
     rows = _train(trainer, cfg.updates, Path(base + ".resume.pt"), checkpoint_every)
     jobs = [(trainer, agents, specs, rows, cfg, time.time() - t0)]
@@ -128,12 +128,12 @@ def _save_agents(folder: Path, trainer: Trainer, agents: list, specs: list, rows
 
 
 def patient_trainer(post: np.ndarray, affine: np.ndarray, brain, cavity, targets: dict, patient: str, cfg: AgentConfig,
-                    seed: int, device="cpu") -> tuple[Trainer, list, list, list]:
+                    seed: int, device="cpu", variants=None) -> tuple[Trainer, list, list, dict]:
     """The batched trainer of a patient's agents (not yet trained): ``post`` (C, X, Y, Z), ``targets``
     {landmark: voxel position}; returns (trainer, agents [(landmark, variant)], specs, {landmark: its training
     volumes}), agent i's member j being spec ``i * cfg.ensemble + j``. Variants: both with a cavity, else the baseline."""
     spacing = spatial.spacing_of(affine)
-    variants = methods.agent_variants(cavity is not None)
+    variants = [v for v in methods.agent_variants(cavity is not None) if variants is None or v in variants]
     landmarks = list(targets)
     # one set of training volumes for all agents, or, with a warp about the landmark, one set per landmark
     warped = cfg.warp_deg > 0 or cfg.warp_scale > 0 or cfg.warp_mm > 0
@@ -250,6 +250,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
                 point = np.array([row["x"], row["y"], row["z"]])
                 frow, fe, ftr = refine_landmark(fine_nets[0], pre, affine, lid, point, cfg, forbidden, seed, dev, variant)
                 row = {**row, **{k: frow[k] for k in ("x", "y", "z", "refined", "fine_shift_mm", "fine_spread_mm")},
+                       "coarse_x": point[0], "coarse_y": point[1], "coarse_z": point[2],
                        "seconds": round(row["seconds"] + frow["seconds"], 3)}
                 e, tr = e + _offset(fe, len(e)), tr + _offset(ftr, len(e))
         rows.append(row)

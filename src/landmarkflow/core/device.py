@@ -1,4 +1,5 @@
-"""Devices and seeds of the training and detection jobs (agents and PIN)."""
+"""Devices and seeds of the jobs that run PyTorch (agents, PIN, the second registration); torch is imported
+when a device is asked for, not with this module."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import logging
 import os
 import zlib
 
-import torch
-
 log = logging.getLogger(__name__)
 
 
-def pick_device(requested: str = "auto") -> torch.device:
+def pick_device(requested: str = "auto"):
+    import torch
+
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(requested)
 
 
-def setup_device(device: str, threads: int | None) -> torch.device:
+def setup_device(device: str, threads: int | None):
     """Torch threads and device of a job; logs what the job sees (a SLURM GPU job sets CUDA_VISIBLE_DEVICES)."""
+    import torch
+
     if threads:
         torch.set_num_threads(int(threads))
     dev = pick_device(device)
