@@ -120,13 +120,54 @@ def run(args):
             rows = []
 
 
+def consensus_rows(df, workdir: Path, settings: dict, label: str):
+    """The consensus of every (study, detection, seed, patient, landmark) from the study's agents and the workdir's
+    registrations (ANTs SyN, svf), with the consensus settings ``settings``, as rows like the study's."""
+    import pandas as pd
+
+    from landmarkflow.detect.consensus import ConsensusConfig, decide
+    from landmarkflow.io.landmarks import read_landmarks
+
+    cfg = ConsensusConfig.from_settings(settings)
+    regs, truths = {}, {}
+    for patient in df["patient"].unique():
+        lm = workdir / "results" / patient / "landmarks"
+        regs[patient] = {m: read_landmarks(lm / f"{m}.csv").set_index("landmark") for m in cfg.registrations
+                         if (lm / f"{m}.csv").exists()}
+        truths[patient] = read_landmarks(workdir / "results" / patient / "preproc" / "landmarks_pre_expert.csv").set_index("landmark")
+    rows = []
+    for key, g in df.groupby(["name", "detection", "seed", "patient", "landmark"], sort=False):
+        patient, lid = key[3], key[4]
+        point = {m: t.loc[lid, ["x", "y", "z"]].to_numpy(float) for m, t in regs[patient].items()}
+        others = {r.method: np.array([r.x, r.y, r.z]) for r in g.itertuples() if not r.fallback and r.method in cfg.methods}
+        dec = decide(point.get(cfg.registration), others, None, cfg, second=point.get(cfg.second))
+        first = g.iloc[0]
+        rows.append({**first.to_dict(), "method": f"consensus{label}", "x": dec.point[0], "y": dec.point[1],
+                     "z": dec.point[2], "fallback": 0, "rule": dec.rule, "flag": int(dec.flag),
+                     "error_mm": float(np.linalg.norm(dec.point - truths[patient].loc[lid, ["x", "y", "z"]].to_numpy(float)))})
+    extra = []
+    for m in cfg.registrations:  # the registrations themselves, for comparison
+        for key, g in df.drop_duplicates(["name", "detection", "seed", "patient", "landmark"]).groupby(["patient", "landmark"]):
+            p = regs[key[0]][m].loc[key[1], ["x", "y", "z"]].to_numpy(float)
+            err = float(np.linalg.norm(p - truths[key[0]].loc[key[1], ["x", "y", "z"]].to_numpy(float)))
+            extra += [{**r._asdict(), "method": m, "error_mm": err, "fallback": 0} for r in g.itertuples(index=False)]
+    return pd.concat([pd.DataFrame(rows), pd.DataFrame(extra)], ignore_index=True)
+
+
 def report(args):
     import pandas as pd
 
     df = pd.read_csv(args.study, sep="\t", dtype={"landmark": str})
+    parts = [df]
+    for i, spec in enumerate(args.consensus or []):
+        label = f"[{spec}]" if spec else ""
+        parts.append(consensus_rows(df, Path(args.workdir), _settings(spec.split(",")) if spec else {}, label))
+    extra = pd.concat(parts[1:], ignore_index=True) if len(parts) > 1 else df.iloc[:0]
+    if len(extra):
+        extra = extra.drop_duplicates(["name", "detection", "seed", "patient", "landmark", "method"])
     ants = df.drop_duplicates(["name", "seed", "patient", "landmark"]).assign(method="ants_syn", error_mm=lambda d: d["ants_mm"],
                                                                                 fallback=0, detection="-")
-    all_rows = pd.concat([df, ants], ignore_index=True)
+    all_rows = pd.concat([df, extra[~extra["method"].isin(["ants_syn"])], ants], ignore_index=True)
     keys = ["name", "detection", "method"] + (["band"] if args.by_band else [])
     lines = ["| " + " | ".join(keys) + " | mean (mm) [range] | median (mm) [range] | better than ants_syn | fallbacks | "
              "train s per patient |", "| " + " --- |" * (len(keys) + 5)]
@@ -160,6 +201,9 @@ def main(argv=None):
     p = sub.add_parser("report")
     p.add_argument("study")
     p.add_argument("--by-band", action="store_true")
+    p.add_argument("--workdir", help="the study's workdir, for --consensus (its registrations' landmarks)")
+    p.add_argument("--consensus", action="append",
+                   help="add the consensus with these settings (key=value,...; '' = the defaults) and the registrations")
     p.set_defaults(func=report)
     args = parser.parse_args(argv)
     from landmarkflow.core.logutil import setup_cli

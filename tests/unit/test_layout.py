@@ -16,7 +16,13 @@ def test_parse_reads_back_every_path_the_layout_makes(prefix):
     cases = [(layout.landmarks("P1", "ants_syn"), {"kind": "landmarks", "patient": "P1", "method": "ants_syn"}),
              (layout.preproc("P1"), {"kind": "preproc", "patient": "P1"}),
              (layout.benchmark("train_agents", "P1"), {"kind": "benchmark", "rule": "train_agents", "job": "P1"}),
-             (layout.trained("P1", "agent_guided"), {"kind": "trained", "patient": "P1", "folder": "agents"})]
+             (layout.trained("P1", "agent_guided"), {"kind": "trained", "patient": "P1", "folder": "agents"}),
+             (f"{layout.agent_models('P1')}/{layout.training_name('L_2', layout.FINE)}",
+              {"kind": "training", "patient": "P1", "method": "agent_fine", "landmark": "L_2"}),
+             (layout.svf_dir("P1"), {"kind": "registration", "patient": "P1"}),
+             (layout.jacobian_table(layout.svf_dir("P1")), {"kind": "jacobian", "patient": "P1"}),
+             (layout.cohort("summary_by_cavity.tsv"), {"kind": "cohort", "name": "summary_by_cavity.tsv"}),
+             (layout.log("redetect", "P1/seeded"), {"kind": "log", "rule": "redetect", "job": "P1/seeded"})]
     for method in methods.SEARCH:
         cases += [(layout.endpoints("P1", method), {"kind": "endpoints", "patient": "P1", "method": method}),
                   (layout.trajectories("P1", method), {"kind": "trajectories", "patient": "P1", "method": method}),

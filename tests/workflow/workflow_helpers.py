@@ -18,7 +18,7 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 #: a tiny budget: the whole workflow in a few minutes on 2 cores
 TINY = {
     "demo": {"near_cavity": 0},
-    "preprocess": {"skull_strip": "none", "n4": False, "spacing_mm": 1.0, "crop_margin_mm": 10, "normalise": "percentile"},
+    "preprocess": {"skull_strip": "none", "n4": False, "spacing_mm": 2.0, "crop_margin_mm": 10, "normalise": "percentile"},
     "agent": {"updates": 60, "n_envs": 8, "batch": 16, "warmup": 200, "versions": 2, "n_starts": 6, "max_test_steps": 40,
               "fine_updates": 40, "fine_starts": 4},
     "svf": {"iterations": [40, 20]},

@@ -17,6 +17,8 @@ RESULTS = "results"
 COHORT = f"{RESULTS}/cohort"
 #: the folder of a patient's trained models and their training logs, under results/<patient>/<folder>/
 TRAINED = "trained"
+#: the variant name of the fine agents in the agents' trained folder (``<landmark>_fine.pt``)
+FINE = "fine"
 #: the files of the cohort stages, by name
 COHORT_FILES = ("manifest.tsv", "warnings.tsv", "errors.tsv", "summary.tsv", "predictions.tsv", "rigid_fit.tsv",
                 "rigid_residuals.tsv", "landmarks_to_check.tsv", "summary_by_cavity.tsv", "radiomics.tsv", "radiomics_summary.tsv", "report.html",
@@ -176,6 +178,9 @@ def _parse_relative(rel: tuple) -> dict | None:
         kind = _PATIENT_FILES.get(name)
         return None if kind is None else {"kind": kind, "patient": rel[0]}
     if len(rel) == 4 and rel[2] == TRAINED:  # a training log inside a trained folder
+        fine = training_name("", FINE)
+        if rel[1] == "agents" and name.endswith(fine) and len(name) > len(fine):  # the fine agents (agent_seeded's)
+            return {"kind": "training", "patient": rel[0], "method": "agent_fine", "landmark": name[: -len(fine)]}
         for method, (mfolder, prefix) in methods.SEARCH.items():
             suffix = training_name("", prefix.rstrip("_"))
             if rel[1] == mfolder and name.endswith(suffix) and len(name) > len(suffix):

@@ -147,7 +147,8 @@ def training_figure(logs: dict):
     pyplot = plt()
     fig, axes = pyplot.subplots(1, 3, figsize=(15, 3.6))
     for name, df in logs.items():
-        colour = catalogue.colour("agent_guided" if name.endswith("guided") else "agent_baseline")
+        colour = catalogue.colour("agent_guided" if name.endswith("guided") else
+                                  "agent_seeded" if name.endswith("fine") else "agent_baseline")
         for ax, col in zip(axes, ("success_rate", "final_distance_mm", "loss")):
             ax.plot(df["update"], df[col], color=colour, alpha=0.7, lw=1)
     for ax, t in zip(axes, ("success rate (episodes ending within 1 mm)", "distance at episode end (mm)", "loss")):
@@ -156,6 +157,7 @@ def training_figure(logs: dict):
         ax.grid(alpha=0.3)
     axes[0].plot([], [], color=catalogue.colour("agent_baseline"), label="agent_baseline")
     axes[0].plot([], [], color=catalogue.colour("agent_guided"), label="agent_guided")
+    axes[0].plot([], [], color=catalogue.colour("agent_seeded"), label="fine agents (agent_seeded, refinement)")
     axes[0].legend(fontsize=8)
     return fig
 

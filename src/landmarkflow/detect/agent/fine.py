@@ -19,11 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from ...core.layout import FINE
 from ...imaging import spatial
 from .train import AgentConfig, AgentSpec, Trainer
-
-#: the variant name of the fine agents (model files ``<landmark>_fine.pt``)
-FINE = "fine"
 
 
 @dataclass(frozen=True)
