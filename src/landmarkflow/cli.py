@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import __version__
+from .core import config
 from .core.errors import InputError
 from .core.logutil import setup_cli
 from .demo.synthetic import DEMO_DIR
@@ -58,10 +59,13 @@ def main(argv=None) -> int:
     p = sub.add_parser("demo", help="generate synthetic demo patients from the MNI152 template")
     p.add_argument("patients", nargs="+", help="patient identifiers, e.g. demo01 demo02")
     p.add_argument("--out", type=Path, default=Path(DEMO_DIR))
-    p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--landmarks", type=int, default=3, help="salient landmarks per patient, 6-20 mm from the cavity")
-    p.add_argument("--near-cavity", type=int, default=1, help="more landmarks per patient, 2-5 mm from the cavity")
-    p.add_argument("--acquisition", choices=("standard", "hard"), default="standard", help="the post-op acquisition")
+    p.add_argument("--seed", type=int, default=config.default("demo", "seed"))
+    p.add_argument("--landmarks", type=int, default=config.default("demo", "landmarks"),
+                   help="salient landmarks per patient, 6-20 mm from the cavity")
+    p.add_argument("--near-cavity", type=int, default=config.default("demo", "near_cavity"),
+                   help="more landmarks per patient, 2-5 mm from the cavity")
+    p.add_argument("--acquisition", choices=("standard", "hard"), default=config.default("demo", "acquisition"),
+                   help="the post-op acquisition")
     p.add_argument("--manifest", type=Path, help="also write a manifest for these patients here")
     p.set_defaults(func=_demo)
 
@@ -88,6 +92,9 @@ def main(argv=None) -> int:
     p.add_argument("--results", default="results")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="-- then arguments for snakemake")
     p.set_defaults(func=_seeds)
+
+    p = sub.add_parser("config-keys", help="print every config key with its default and meaning (from the schema)")
+    p.set_defaults(func=lambda args: print(config.reference_table(), end=""))
 
     args = parser.parse_args(argv)
     if getattr(args, "snakemake_args", None) and args.snakemake_args[0] == "--":

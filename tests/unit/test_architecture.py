@@ -164,3 +164,20 @@ def test_complete_fills_nested_defaults_as_snakemake_does():
     cfg = config.complete({"cohort": "c.tsv", "agent": {"updates": 5}})
     assert cfg["agent"]["updates"] == 5 and cfg["agent"]["patch"] == config.default("agent", "patch")
     assert cfg["pin"]["activate"] is False and cfg["ants"]["preset"] == config.default("ants", "preset")
+
+
+def test_config_readme_lists_every_key_with_the_schema_default():
+    """config/README.md's key table is the schema's (landmarkflow config-keys): a default changed in the schema and
+    not in the user's documentation fails here."""
+    text = (SRC.parent / "config" / "README.md").read_text()
+    begin, end = "<!-- config-keys: begin -->\n", "<!-- config-keys: end -->"
+    assert begin in text and end in text
+    assert text.split(begin, 1)[1].split(end, 1)[0] == config.reference_table()
+
+
+def test_reference_table_has_one_row_per_leaf_key():
+    rows = config.reference_table().splitlines()[2:]
+    keys = [row.split("|")[1].strip().strip("`") for row in rows]
+    assert len(keys) == len(set(keys))
+    assert "agent.fine_factor" in keys and "svf.consistency_mm" in keys and "cohort" in keys
+    assert f"`{config.default('agent', 'updates')}`" in rows[keys.index("agent.updates")]

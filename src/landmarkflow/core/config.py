@@ -74,3 +74,29 @@ def split_settings(settings: dict, detection_keys) -> tuple[dict, dict]:
     """(training settings, detection settings) of a config section."""
     train = {k: v for k, v in settings.items() if k not in detection_keys}
     return train, {k: v for k, v in settings.items() if k in detection_keys}
+
+
+def _cell(value) -> str:
+    import json
+
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return f"`{text}`".replace("|", "\\|")
+
+
+def reference_table() -> str:
+    """Every config key with its default and description, as a Markdown table made from the schema (the key
+    reference of ``config/README.md``, which a test keeps equal to this)."""
+    rows = ["| key | default | meaning |", "| --- | --- | --- |"]
+
+    def walk(part: dict, prefix: str):
+        for key, prop in part.get("properties", {}).items():
+            name = f"{prefix}{key}"
+            if "properties" in prop:
+                walk(prop, name + ".")
+                continue
+            text = " ".join(str(prop.get("description", "")).split()).replace("|", "\\|")
+            value = _cell(prop["default"]) if "default" in prop else "required"
+            rows.append(f"| `{name}` | {value} | {text} |")
+
+    walk(schema(), "")
+    return "\n".join(rows) + "\n"

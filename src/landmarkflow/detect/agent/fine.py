@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ...core.layout import FINE
 from ...imaging import spatial
 from .train import AgentConfig, AgentSpec, Trainer
 

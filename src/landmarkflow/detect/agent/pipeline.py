@@ -21,6 +21,7 @@ import torch
 
 from ...cohort.preproc_folder import PreprocFolder
 from ...core import layout, methods
+from ...core.layout import FINE
 from ...core.errors import InputError
 from ...core.files import atomic_dir, write_table
 from ...imaging import spatial
@@ -30,7 +31,7 @@ from ...core.device import seed_for, setup_device
 from ..inputs import network_input, test_scan, training_scan
 from ..search import SEEDED, detection_records, landmark_starts, model_paths, pool, write_detections
 from .detect import redetect
-from .fine import FINE, fine_box, fine_starts, fine_trainer, sample_box, sample_mask
+from .fine import fine_box, fine_starts, fine_trainer, sample_box, sample_mask
 from .network import DuelingQNet
 from .train import AgentConfig, AgentSpec, Trainer
 
