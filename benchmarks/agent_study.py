@@ -125,22 +125,26 @@ def consensus_rows(df, workdir: Path, settings: dict, label: str):
     registrations (ANTs SyN, svf), with the consensus settings ``settings``, as rows like the study's."""
     import pandas as pd
 
+    from landmarkflow.cohort.preproc_folder import PreprocFolder
     from landmarkflow.detect.consensus import ConsensusConfig, decide
     from landmarkflow.io.landmarks import read_landmarks
 
     cfg = ConsensusConfig.from_settings(settings)
-    regs, truths = {}, {}
+    regs, truths, starts = {}, {}, {}
     for patient in df["patient"].unique():
         lm = workdir / "results" / patient / "landmarks"
         regs[patient] = {m: read_landmarks(lm / f"{m}.csv").set_index("landmark") for m in cfg.registrations
                          if (lm / f"{m}.csv").exists()}
-        truths[patient] = read_landmarks(workdir / "results" / patient / "preproc" / "landmarks_pre_expert.csv").set_index("landmark")
+        folder = PreprocFolder(workdir / "results" / patient / "preproc")
+        truths[patient] = read_landmarks(folder.truth_path()).set_index("landmark")
+        starts[patient] = folder.landmarks("post").set_index("landmark")
     rows = []
     for key, g in df.groupby(["name", "detection", "seed", "patient", "landmark"], sort=False):
         patient, lid = key[3], key[4]
         point = {m: t.loc[lid, ["x", "y", "z"]].to_numpy(float) for m, t in regs[patient].items()}
         others = {r.method: np.array([r.x, r.y, r.z]) for r in g.itertuples() if not r.fallback and r.method in cfg.methods}
-        dec = decide(point.get(cfg.registration), others, None, cfg, second=point.get(cfg.second))
+        start = starts[patient].loc[lid, ["x", "y", "z"]].to_numpy(float)
+        dec = decide(point.get(cfg.registration), others, start, cfg, second=point.get(cfg.second))
         first = g.iloc[0]
         rows.append({**first.to_dict(), "method": f"consensus{label}", "x": dec.point[0], "y": dec.point[1],
                      "z": dec.point[2], "fallback": 0, "rule": dec.rule, "flag": int(dec.flag),

@@ -72,7 +72,7 @@ def main(argv=None) -> int:
     p = sub.add_parser("validate", help="check a cohort manifest and every file it names")
     p.add_argument("manifest", type=Path)
     p.add_argument("--annotator", help="the post-op annotator whose landmarks are redetected (config landmarks.annotator)")
-    p.add_argument("--unmatched-truth", choices=("error", "warn"), default="error",
+    p.add_argument("--unmatched-truth", choices=("error", "warn"), default=config.default("landmarks", "unmatched_truth"),
                    help="a ground truth whose identifiers match none of the post-op ones (config landmarks.unmatched_truth)")
     p.set_defaults(func=_validate)
 

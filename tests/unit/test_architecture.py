@@ -181,3 +181,16 @@ def test_reference_table_has_one_row_per_leaf_key():
     assert len(keys) == len(set(keys))
     assert "agent.fine_factor" in keys and "svf.consistency_mm" in keys and "cohort" in keys
     assert f"`{config.default('agent', 'updates')}`" in rows[keys.index("agent.updates")]
+
+
+def test_relations_the_schema_cannot_express_are_checked_with_the_keys_named():
+    config.check_relations(config.complete({}))  # the defaults are consistent
+    bad_svf = config.complete({"svf": {"levels": [4, 2, 1]}})  # a third level without its iterations
+    with pytest.raises(ValueError, match=r"svf.levels \[4, 2, 1\] and svf.iterations \[100, 60\]"):
+        config.check_relations(bad_svf)
+    with pytest.raises(ValueError, match="svf.window 6"):
+        config.check_relations(config.complete({"svf": {"window": 6}}))
+    config.check_relations(config.complete({"svf": {"activate": False, "window": 6}}))  # not run: not checked
+    with pytest.raises(ValueError, match="consensus.refine: true needs consensus.registration: ants_syn, got 'svf'"):
+        config.check_relations(config.complete({"consensus": {"registration": "svf", "second": "ants_syn"}}))
+    config.check_relations(config.complete({"consensus": {"registration": "svf", "second": "ants_syn", "refine": False}}))

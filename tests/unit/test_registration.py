@@ -83,3 +83,19 @@ def test_resample_mask_is_label_aware(oblique):
     # weights trim only the corners, so the volume is kept within 1 %
     assert out.data[9:29, 19, 19].all() and out.data[19, :, 19].sum() == 20 and out.data[19, 19, :].sum() == 20
     assert abs(int(out.data.sum()) - 8000) < 80
+
+
+def test_preset_table_quality_iterates_at_full_resolution_and_quick_does_not():
+    """The preset table (issue: a careful user's default): quality, the schema's default, runs SyN and the affine
+    stage at full resolution (the last level's iterations), quick stops one level above it."""
+    from landmarkflow.core import config
+
+    presets = registration.PRESETS
+    assert config.default("ants", "preset") == "quality"
+    assert set(presets) == set(config.properties("ants")["preset"]["enum"])
+    quality, quick = presets["quality"], presets["quick"]
+    assert quality["reg_iterations"][-1] > 0 and quality["aff_iterations"][-1] > 0
+    assert quick["reg_iterations"][-1] == 0 and quick["aff_iterations"][-1] == 0
+    assert sum(quality["reg_iterations"]) > sum(quick["reg_iterations"])
+    for preset in presets.values():
+        assert len(preset["aff_iterations"]) == len(preset["aff_shrink_factors"]) == len(preset["aff_smoothing_sigmas"])

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when
 
 from landmarkflow.cohort import manifest as mf
 from landmarkflow.core import layout, methods
-from landmarkflow.core.config import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, split_settings
+from landmarkflow.core.config import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, check_relations, split_settings
 from landmarkflow.core.errors import InputError
 from landmarkflow.demo.synthetic import DEMO_DIR, DEMO_FILES
 from landmarkflow.detect.consensus import ConsensusConfig
@@ -22,6 +22,7 @@ from landmarkflow.detect.consensus import ConsensusConfig
 validate(config, schema="../schemas/config.schema.yaml")
 try:  # what the schema cannot say: relations between settings
     ConsensusConfig.from_settings(config["consensus"])
+    check_relations(config)
 except ValueError as err:
     raise WorkflowError(f"config: {err}") from None
 
@@ -52,7 +53,7 @@ ANNOTATOR = config["landmarks"]["annotator"]
 UNMATCHED_TRUTH = config["landmarks"]["unmatched_truth"]
 try:
     MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now, annotator=ANNOTATOR)
-    MANIFEST.check_modalities({f"{key}.modalities": config[key]["modalities"] for key in ("agent", "pin", "ants")})
+    MANIFEST.check_modalities({f"{key}.modalities": config[key]["modalities"] for key in ("agent", "pin", "ants", "svf", "radiomics")})
 except InputError as err:
     raise WorkflowError(str(err)) from None
 validate(MANIFEST.table, schema="../schemas/manifest.schema.yaml")

@@ -70,6 +70,28 @@ def complete(config: dict, schema_part: dict | None = None) -> dict:
     return config
 
 
+def check_svf(levels, iterations, window) -> None:
+    """What the schema cannot say about the second registration's settings (ValueError naming the keys)."""
+    if len(levels) != len(iterations) or not levels:
+        raise ValueError(f"svf.levels {list(levels)} and svf.iterations {list(iterations)}: expected lists of the "
+                         "same, non-zero length (one count of iterations per level)")
+    if int(window) < 1 or int(window) % 2 == 0:
+        raise ValueError(f"svf.window {window}: expected an odd number of voxels")
+
+
+def check_relations(config: dict) -> None:
+    """Relations between settings of a complete config that the schema cannot express; a ValueError names the keys
+    and what is expected (the workflow checks this when it starts, before any job)."""
+    svf = config["svf"]
+    if svf["activate"]:
+        check_svf(svf["levels"], svf["iterations"], svf["window"])
+    cons = config["consensus"]
+    if cons["activate"] and cons["refine"] and cons["registration"] != "ants_syn":
+        raise ValueError(f"consensus.refine: true needs consensus.registration: ants_syn, got "
+                         f"{cons['registration']!r} (the refinement, agent_seeded, starts at ANTs SyN's landmark); "
+                         "set consensus.refine: false")
+
+
 def split_settings(settings: dict, detection_keys) -> tuple[dict, dict]:
     """(training settings, detection settings) of a config section."""
     train = {k: v for k, v in settings.items() if k not in detection_keys}

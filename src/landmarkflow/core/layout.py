@@ -60,10 +60,6 @@ def svf_dir(patient: str) -> str:
 JACOBIAN = "jacobian.tsv"
 
 
-def jacobian(patient: str) -> str:
-    return jacobian_table(ants_dir(patient))
-
-
 def jacobian_table(registration_dir) -> str:
     """The Jacobian table inside a registration folder."""
     return f"{registration_dir}/{JACOBIAN}"

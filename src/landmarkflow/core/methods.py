@@ -48,12 +48,8 @@ NAMES = tuple(BY_NAME)
 #: the order in which a patient's landmark files are listed (the workflow's inputs)
 RUN_ORDER = ("identity", "ants_rigid", "ants_affine", "ants_syn", "ants_syn_nomask", "svf", "pin", "agent_baseline",
              "agent_guided", "agent_seeded", "consensus")
-#: the methods of one ANTs job
-ANTS = tuple(m.name for m in CATALOGUE if m.stage == "ants" and m.search is None)
 #: registrations the consensus can be anchored on
 REGISTRATIONS = ("ants_syn", "svf", "ants_syn_nomask", "ants_affine", "ants_rigid")
-#: deformable registrations with a folder of their own (transforms or maps, a Jacobian table)
-REGISTRATION_FOLDERS = {"ants": "ants", "svf": "svf"}
 #: methods that can confirm or overrule the registration in the consensus
 VOTERS = ("agent_guided", "agent_baseline", "agent_seeded", "pin")
 #: methods that search from start points

@@ -24,7 +24,8 @@ R not confirmed; G agree among         the median of G                     dista
 themselves (>= 2 of them) and are      (``registration_overruled``)        of G
 more than ``overrule_mm`` from R
 R not confirmed, otherwise             R (``disagreement``; with nothing   distance R - median  yes
-                                       else ``unconfirmed``)               of G (NaN)
+                                       else ``unconfirmed``)               of G (unconfirmed:
+                                                                           R - R2, NaN without)
 no R: R2 takes its place               as above
 G only                                 median of G (``agents_only``)       mean distance to it  when two of G are
                                                                            (one: NaN)           more than agree_mm
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.config import schema_field
+from ..core.config import default, schema_field
 from ..core.errors import InputError
 from ..io.landmarks import points_of, read_landmarks, write_landmarks
 
@@ -182,7 +183,7 @@ def build_consensus(landmark_files: dict, start_csv, cfg: ConsensusConfig, out_c
     return df
 
 
-def flag_statistics(err: pd.DataFrame, threshold_mm: float = 3.0) -> pd.DataFrame:
+def flag_statistics(err: pd.DataFrame, threshold_mm: float = default("consensus", "flag_error_mm")) -> pd.DataFrame:
     """Per method with a ``flag`` column (errors table): how well the flag catches errors above
     ``threshold_mm``: ``flag_catch`` = share of those landmarks that are flagged, ``flag_false_alarm`` =
     share of the flagged landmarks whose error is at most ``threshold_mm``, ``flagged`` = their number."""

@@ -18,6 +18,7 @@ import pandas as pd
 from ..cohort.manifest import LESIONS, Manifest
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout
+from ..core.config import default
 from ..core.files import write_table
 from ..core.methods import is_compared, sort_key, sort_methods
 from ..detect.consensus import flag_statistics
@@ -134,7 +135,7 @@ def prediction_summary(pred: pd.DataFrame) -> pd.DataFrame:
 
 
 def summary(err: pd.DataFrame, jacobian: pd.DataFrame | None = None, pred: pd.DataFrame | None = None,
-            flag_error_mm: float = 3.0) -> pd.DataFrame:
+            flag_error_mm: float = default("consensus", "flag_error_mm")) -> pd.DataFrame:
     """Per method: n (landmarks with ground truth), mean, median, normalised mean and median, robustness,
     share above 5 mm, mean spread and fallbacks; with ``pred``, every predicted method has a row (NaN error
     statistics where it has no ground truth) and the columns of :func:`prediction_summary`; with
@@ -193,7 +194,7 @@ def disagreement(pred: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def landmarks_to_check(pred: pd.DataFrame, residuals: pd.DataFrame | None = None, flag_mm: float = 4.0) -> pd.DataFrame:
+def landmarks_to_check(pred: pd.DataFrame, residuals: pd.DataFrame | None = None, flag_mm: float = default("rigid_fit", "flag_mm")) -> pd.DataFrame:
     """Every landmark, the one to look at first on top: how far the compared methods are from each other
     (median and largest ``disagreement_mm``, the method farthest out), the fallbacks, and the methods whose
     prediction is more than ``flag_mm`` off the landmark-based rigid fit (``residuals`` of :func:`rigid_fits`).
@@ -224,7 +225,7 @@ def landmarks_to_check(pred: pd.DataFrame, residuals: pd.DataFrame | None = None
 
 
 def rigid_fits(m: Manifest, pred: pd.DataFrame, truth: pd.DataFrame, preproc_dirs=(),
-               flag_mm: float = 4.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+               flag_mm: float = default("rigid_fit", "flag_mm")) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Landmark-based rigid alignment (:mod:`.rigidfit`) per patient and method: post-op landmarks
     (post-op world) to the method's pre-op positions, and to the ground truth as method ``truth``.
 
@@ -308,8 +309,8 @@ def by_cavity_band(err: pd.DataFrame) -> pd.DataFrame:
 
 
 def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_predictions, preproc_dirs=(), jacobian_files=(),
-                    out_rigid=None, out_residuals=None, flag_mm: float = 4.0, out_check=None,
-                    flag_error_mm: float = 3.0, out_bands=None) -> pd.DataFrame:
+                    out_rigid=None, out_residuals=None, flag_mm: float = default("rigid_fit", "flag_mm"), out_check=None,
+                    flag_error_mm: float = default("consensus", "flag_error_mm"), out_bands=None) -> pd.DataFrame:
     """Write errors.tsv, summary.tsv and predictions.tsv for the cohort from exactly ``landmark_files``
     (``results/<patient>/landmarks/<method>.csv``; the landmark-based rigid fits against ``preproc_dirs``,
     when ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is

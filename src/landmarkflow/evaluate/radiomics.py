@@ -22,6 +22,7 @@ import pandas as pd
 
 from ..cohort.preproc_folder import PreprocFolder
 from ..core.errors import InputError
+from ..core.config import default
 from ..core.files import write_table
 from ..core.logutil import progress
 from ..imaging import spatial
@@ -70,7 +71,7 @@ def sphere(shape, affine, centre_world, radius_mm: float) -> np.ndarray:
 
 
 def patient_radiomics(preproc_dir, landmark_files: dict, params_file, out_tsv, radii=(5.0,), exclude_lesions=True,
-                      min_voxels: int = 27, modalities=()) -> pd.DataFrame:
+                      min_voxels: int = default("radiomics", "min_voxels"), modalities=()) -> pd.DataFrame:
     """The tidy table of one patient: patient, landmark, method, modality, radius_mm, feature,
     pre, post, delta, rel_change, n_pre, n_post. ``landmark_files`` maps method -> CSV (pre-op world)."""
     t0 = time.time()

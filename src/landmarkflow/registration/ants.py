@@ -20,6 +20,7 @@ from scipy import ndimage
 
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout
+from ..core.config import default
 from ..core.files import atomic_dir, atomic_path, write_table
 from ..imaging import spatial
 from ..imaging.image import Image, write_image
@@ -152,7 +153,7 @@ def map_points(points_ras, transforms, whichtoinvert=None) -> np.ndarray:
     return spatial.lps_to_ras(out[["x", "y", "z"]].to_numpy())
 
 
-def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir, preset: str = "quick",
+def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir, preset: str = default("ants", "preset"),
                   fixed_mask: Image | None = None, moving_mask: Image | None = None, brain: Image | None = None) -> dict:
     """Rigid, affine and SyN (masked and unmasked) registration of ``moving`` onto ``fixed``
     (lists of co-registered modalities; the first drives, the others are extra metrics).
@@ -235,7 +236,7 @@ def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir
     return result
 
 
-def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = "quick", modalities=(), seed: int = 42,
+def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = default("ants", "preset"), modalities=(), seed: int = default(None, "seed"),
                       deterministic: bool = False) -> dict:
     """The ANTs baseline on a preprocessed patient: the rigidly aligned post-op scan registered onto the pre-op scan.
 

@@ -66,7 +66,7 @@ from scipy import ndimage
 
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout
-from ..core.config import schema_field
+from ..core.config import check_svf, schema_field
 from ..core.device import setup_device
 from ..core.files import atomic_dir, write_table
 from ..imaging import spatial
@@ -125,13 +125,9 @@ class SvfSettings:
     seed: int = 0
 
     def __post_init__(self):
-        if len(self.levels) != len(self.iterations) or not self.levels:
-            raise ValueError(f"levels {self.levels} and iterations {self.iterations} must have the same, "
-                             "non-zero length")
+        check_svf(self.levels, self.iterations, self.window)
         if any(int(f) < 1 for f in self.levels) or int(self.velocity_factor) < 1:
             raise ValueError("downsampling factors must be >= 1")
-        if self.window < 1 or self.window % 2 == 0:
-            raise ValueError(f"window must be odd and positive, got {self.window}")
 
 
 @dataclass

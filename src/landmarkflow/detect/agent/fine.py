@@ -19,7 +19,6 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ...imaging import spatial
 from .train import AgentConfig, AgentSpec, Trainer
 
 
@@ -95,7 +94,7 @@ def fine_trainer(blocks: dict, cavity: np.ndarray | None, targets: dict, seeds: 
                  device="cpu", noise_seed: int = 0, jitter_seed: int = 0) -> tuple[Trainer, dict]:
     """The batched trainer of a patient's fine agents (one per landmark, guided where there is a cavity):
     ``blocks`` {landmark: its training volumes (V, C, X, Y, Z)}, ``targets`` {landmark: voxel position}. Each landmark's box is
-    centred a random 0-2 mm off it (the box's centre says nothing of where the landmark is). Returns (trainer,
+    centred up to 2 mm off it per axis, at random (the box's centre says nothing of where the landmark is). Returns (trainer,
     {landmark: its box})."""
     rng = np.random.default_rng(jitter_seed)
     boxes, volumes, masks, specs = {}, [], [], []
@@ -123,8 +122,3 @@ def fine_starts(box: FineBox, n: int, box_mm: float, spacing, seed: int) -> np.n
     offsets = rng.uniform(-1, 1, (n, 3)) * half
     offsets[0] = 0
     return np.rint(centre + offsets).astype(int)
-
-
-def box_world(box: FineBox, coarse_affine: np.ndarray, fine_vox) -> np.ndarray:
-    """World RAS mm of fine-grid points."""
-    return spatial.voxel_to_world(np.asarray(fine_vox, dtype=float), box.affine(coarse_affine))

@@ -173,10 +173,15 @@ def member_log(rows: list[list[dict]]) -> pd.DataFrame:
     return df
 
 
+def model_config(state: dict) -> AgentConfig:
+    """The training settings a model file was made with (keys of other versions left out)."""
+    return AgentConfig(**{k: v for k, v in state["config"].items() if k in AgentConfig.__dataclass_fields__})
+
+
 def load_members(path, device="cpu") -> tuple[list[DuelingQNet], dict]:
     """Every ensemble member's network of a model file (one for a single agent) and the file's content."""
     state = torch.load(path, map_location=device, weights_only=False)
-    cfg = AgentConfig(**{k: v for k, v in state["config"].items() if k in AgentConfig.__dataclass_fields__})
+    cfg = model_config(state)
     nets = []
     for sd in state.get("members") or [state["state_dict"]]:
         net = DuelingQNet(state["in_channels"], cfg.patch, cfg.width)
@@ -229,7 +234,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     rows, ends, trajs = [], [], []
     for path in model_paths(models, ids, agents):
         nets, state = load_members(path, dev)
-        cfg = dataclasses.replace(AgentConfig(**state["config"]), **(detection or {}))
+        cfg = dataclasses.replace(model_config(state), **(detection or {}))
         if state["variant"] != agents:
             raise ValueError(f"{path}: a {state['variant']} agent given to the {variant} redetection")
         key = (tuple(state["modalities"]), cfg.match_resolution, cfg.test_smooth_mm, cfg.match_intensities, cfg.input_norm)
