@@ -192,5 +192,5 @@ def test_relations_the_schema_cannot_express_are_checked_with_the_keys_named():
         config.check_relations(config.complete({"svf": {"window": 6}}))
     config.check_relations(config.complete({"svf": {"activate": False, "window": 6}}))  # not run: not checked
     with pytest.raises(ValueError, match="consensus.refine: true needs consensus.registration: ants_syn, got 'svf'"):
-        config.check_relations(config.complete({"consensus": {"registration": "svf", "second": "ants_syn"}}))
-    config.check_relations(config.complete({"consensus": {"registration": "svf", "second": "ants_syn", "refine": False}}))
+        config.check_relations(config.complete({"consensus": {"registration": "svf", "second": "ants_syn", "refine": True}}))
+    config.check_relations(config.complete({"consensus": {"registration": "svf", "second": "ants_syn"}}))

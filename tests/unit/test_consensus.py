@@ -129,28 +129,49 @@ def test_consensus_settings_are_checked():
 def test_a_confirmed_registration_is_replaced_by_the_seeded_agents_refinement():
     """Issue 25: the seeded agents refine the registration's landmark; where it is confirmed, the refinement is used."""
     s = R + [0.6, -0.3, 0.2]
-    d = decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": s}, START, CFG)
+    on = ConsensusConfig(refine=True)
+    assert not CFG.refine  # off by default (measured: docs/benchmarks.md)
+    d = decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": s}, START, on)
     assert d.rule == "refined" and not d.flag
     np.testing.assert_array_equal(d.point, s)
     assert d.uncertainty_mm == pytest.approx(np.linalg.norm([0.4, 0.3, -0.2]))  # the guided agent to the refinement
     off = ConsensusConfig(refine=False)
     assert decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": s}, START, off).rule == "agreement"
     # a refinement that walked away from the registration is not taken; the seeded agents do not vote
-    d = decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": R + [3.0, 0, 0]}, START, CFG)
+    d = decide(R, {"agent_guided": R + [1.0, 0, 0], "agent_seeded": R + [3.0, 0, 0]}, START, on)
     assert d.rule == "agreement" and np.array_equal(d.point, R)
-    d = decide(R, {"agent_seeded": s}, START, CFG)  # nothing independent confirms R
+    d = decide(R, {"agent_seeded": s}, START, on)  # nothing independent confirms R
     assert d.rule == "unconfirmed" and d.flag
 
 
 def test_two_registrations_that_agree_need_no_agent():
     """Issue 26: two independent registrations that agree are stronger evidence than one."""
-    cfg = ConsensusConfig(second="ants_syn_nomask")
+    cfg = ConsensusConfig(second="ants_syn_nomask", average=False)
     r2 = R + [0.5, 0.5, 0]
     d = decide(R, {}, START, cfg, second=r2)
     assert d.rule == "agreement" and not d.flag and d.uncertainty_mm == pytest.approx(np.sqrt(0.5))
     # they agree, the agents are elsewhere: confirmed all the same, but only by the second registration
     d = decide(R, {"agent_guided": R + [6.0, 0, 0], "agent_baseline": R + [6.0, 1.0, 0]}, START, cfg, second=r2)
     assert d.rule == "outlier" and not d.flag and np.array_equal(d.point, R)
+
+
+def test_two_registrations_that_agree_give_their_mean():
+    """Two independent estimates of one point: where they agree, their mean is the recommended landmark (the
+    default); where they do not, it is not (each is judged against the agents)."""
+    assert CFG.average
+    cfg = ConsensusConfig(second="svf")
+    r2 = R + [1.0, -0.6, 0.4]
+    d = decide(R, {"agent_guided": R + [0.3, 0, 0]}, START, cfg, second=r2)
+    assert d.rule == "registrations" and not d.flag
+    np.testing.assert_allclose(d.point, R + [0.5, -0.3, 0.2])
+    half = np.linalg.norm([0.5, -0.3, 0.2])
+    guided = np.linalg.norm([0.3 - 0.5, 0.3, -0.2])
+    assert d.uncertainty_mm == pytest.approx((half + half + guided) / 3)  # R, R2 and the guided agent to the mean
+    # the agents do not matter: they may be elsewhere
+    assert decide(R, {"agent_guided": R + [6.0, 0, 0]}, START, cfg, second=r2).rule == "registrations"
+    far = R + [2.5, 0, 0]  # more than agree_mm apart: no mean
+    d = decide(R, {"agent_guided": R + [0.3, 0, 0]}, START, cfg, second=far)
+    assert d.rule == "agreement" and np.array_equal(d.point, R)
 
 
 def test_where_the_registrations_disagree_the_agents_decide():
@@ -168,3 +189,12 @@ def test_where_the_registrations_disagree_the_agents_decide():
     assert d.rule == "agreement" and np.array_equal(d.point, r2)
     with pytest.raises(ValueError, match="the second registration .* must not be the first one"):
         ConsensusConfig(second="ants_syn")
+
+
+def test_agents_do_not_overrule_a_registration_that_a_second_one_contradicts_them_on():
+    """Agents that agree among themselves far from R overrule it only without a second registration: where R2
+    disagrees with R and with them, R stays, flagged."""
+    agents = {"agent_guided": R + [6.0, 0, 0], "agent_baseline": R + [6.0, 0.8, 0]}
+    assert decide(R, agents, START, CFG).rule == "registration_overruled"
+    d = decide(R, agents, START, ConsensusConfig(second="svf"), second=R + [0, 3.0, 0])
+    assert d.rule == "disagreement" and d.flag and np.array_equal(d.point, R)

@@ -16,13 +16,16 @@ case                                   position                            uncer
 R confirmed, S agrees with R and       S (``refined``)                     mean distance of the  when neither R2 nor
 ``consensus.refine``                                                       confirming ones to   half of G agree
                                                                            the position
+R2 agrees with R and                   their mean (``registrations``)      mean distance of R   no
+``consensus.average``                                                      and the confirming
+                                                                           ones to it
 R confirmed (otherwise)                R (``agreement``; ``outlier`` when  as above             as above
                                        some of G do not agree)
 R not confirmed; R2 agrees with the    R2 (``second_registration``)        distance R2 - median  yes
 median of G                                                                of G
-R not confirmed; G agree among         the median of G                     distance R - median  yes
-themselves (>= 2 of them) and are      (``registration_overruled``)        of G
-more than ``overrule_mm`` from R
+R not confirmed, no R2; G agree       the median of G                     distance R - median  yes
+among themselves (>= 2 of them) and    (``registration_overruled``)        of G
+are more than ``overrule_mm`` from R
 R not confirmed, otherwise             R (``disagreement``; with nothing   distance R - median  yes
                                        else ``unconfirmed``)               of G (unconfirmed:
                                                                            R - R2, NaN without)
@@ -67,6 +70,7 @@ class ConsensusConfig:
     second: str | None = schema_field("consensus", "second")
     methods: list = schema_field("consensus", "methods")
     refine: bool = schema_field("consensus", "refine")
+    average: bool = schema_field("consensus", "average")
     agree_mm: float = schema_field("consensus", "agree_mm")
     overrule_mm: float = schema_field("consensus", "overrule_mm")
     flag_error_mm: float = schema_field("consensus", "flag_error_mm")  # the summary scores the flag against errors above this
@@ -122,6 +126,10 @@ def decide(registration, others: dict, start, cfg: ConsensusConfig, second=None)
         flag = not second_agrees and bool(agree.sum() < len(g) / 2)
         if cfg.refine and refined is not None and float(np.linalg.norm(refined - r)) <= cfg.agree_mm:
             return Decision(refined, float(np.mean([np.linalg.norm(c - refined) for c in confirming])), flag, "refined")
+        if second_agrees and cfg.average:  # two independent estimates of one point: their mean
+            mid = (r + r2) / 2
+            return Decision(mid, float(np.mean([np.linalg.norm(c - mid) for c in [r] + confirming])), flag,
+                            "registrations")
         rule = "agreement" if agree.all() else "outlier"
         return Decision(r, float(np.mean([np.linalg.norm(c - r) for c in confirming])), flag, rule)
     if not len(g):
@@ -131,7 +139,9 @@ def decide(registration, others: dict, start, cfg: ConsensusConfig, second=None)
         return Decision(r2, float(np.linalg.norm(r2 - median)), True, "second_registration")
     far = float(np.linalg.norm(median - r))
     widest = max((float(np.linalg.norm(a - b)) for i, a in enumerate(g) for b in g[i + 1:]), default=0.0)
-    if len(g) >= 2 and widest <= cfg.agree_mm and far > cfg.overrule_mm:
+    # the agents (trained on one scan, so not independent of each other) overrule a registration only where no
+    # second, independent registration contradicts them
+    if r2 is None and len(g) >= 2 and widest <= cfg.agree_mm and far > cfg.overrule_mm:
         return Decision(median, far, True, "registration_overruled")
     return Decision(r, far, True, "disagreement")
 
