@@ -17,23 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
-
-def stage_table(results: Path, label: str) -> pd.DataFrame:
-    rows = []
-    for f in sorted((results / "benchmarks").glob("*/*.tsv")):
-        df = pd.read_csv(f, sep="\t")
-        if df.empty or "s" not in df:
-            continue
-        rows.append({"run": label, "rule": f.parent.name, "job": f.stem, "s": float(df["s"].iloc[-1]),
-                     "max_rss_mb": float(pd.to_numeric(df.get("max_rss"), errors="coerce").iloc[-1]),
-                     "cpu_s": float(pd.to_numeric(df.get("cpu_time"), errors="coerce").iloc[-1])})
-    return pd.DataFrame(rows)
-
-
-def summarise(jobs: pd.DataFrame) -> pd.DataFrame:
-    g = jobs.groupby(["run", "rule"], sort=False)
-    return pd.DataFrame({"jobs": g.size(), "mean_s": g["s"].mean(), "min_s": g["s"].min(), "max_s": g["s"].max(),
-                         "peak_rss_mb": g["max_rss_mb"].max(), "mean_cpu_s": g["cpu_s"].mean()}).reset_index()
+from landmarkflow.evaluate.benchmarks import read_benchmarks, summarise_benchmarks
 
 
 def main(argv=None) -> int:
@@ -50,16 +34,17 @@ def main(argv=None) -> int:
         if not (folder / "benchmarks").is_dir():
             print(f"error: {folder}/benchmarks: no such folder (expected a workflow's results folder)", file=sys.stderr)
             return 2
-        parts.append(stage_table(folder, labels[i] if i < len(labels) else str(folder)))
+        jobs = read_benchmarks(sorted((folder / "benchmarks").glob("*/*.tsv")))
+        parts.append(jobs.assign(run=labels[i] if i < len(labels) else str(folder)))
     jobs = pd.concat(parts, ignore_index=True)
     if jobs.empty:
         print("error: no benchmark files found", file=sys.stderr)
         return 2
-    table = summarise(jobs)
+    table = summarise_benchmarks(jobs, by=("run", "rule"), sort=False)
     print("| run | rule | jobs | mean s [range] | peak RSS (MB) | mean CPU s |")
     print("| --- | --- | --- | --- | --- | --- |")
     for r in table.itertuples():
-        print(f"| {r.run} | {r.rule} | {r.jobs} | {r.mean_s:.0f} [{r.min_s:.0f}-{r.max_s:.0f}] | {r.peak_rss_mb:.0f} | "
+        print(f"| {r.run} | {r.rule} | {r.jobs} | {r.mean_s:.0f} [{r.min_s:.0f}-{r.max_s:.0f}] | {r.max_rss_mb:.0f} | "
               f"{r.mean_cpu_s:.0f} |")
     return 0
 

@@ -253,3 +253,24 @@ def test_errors_by_distance_to_the_cavity(tmp_path):
                                                          ["ants_syn", "6-15 mm"], ["ants_syn", ">= 15 mm"]]
     assert bands["mean_mm"].tolist() == [2.0, 3.0, 1.0, 0.5] and bands["n"].tolist() == [1, 1, 1, 1]
     assert metrics.cavity_band(float("nan")) == "no cavity mask"
+
+
+def test_benchmark_files_are_read_and_summarised_per_rule(tmp_path):
+    """Snakemake's benchmark files (one per job) -> one row per job, then per rule: jobs, mean/min/max seconds,
+    peak memory, mean CPU seconds; what the report and benchmarks/stage_times.py show."""
+    from landmarkflow.evaluate.benchmarks import read_benchmarks, summarise_benchmarks
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = []
+    for rule, job, s, rss, cpu in (("register_svf", "P1", 40.0, 800.0, 30.0), ("register_svf", "P2", 60.0, 900.0, 50.0),
+                                   ("train_agents", "P1", 300.0, 1500.0, 450.0)):
+        f = tmp_path / "benchmarks" / rule / f"{job}.tsv"
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(header + f"{s}\t0:00:{int(s)}\t{rss}\t1\t1\t1\t0\t0\t90\t{cpu}\n")
+        files.append(f)
+    jobs = read_benchmarks(files)
+    assert jobs[["rule", "job"]].values.tolist() == [["register_svf", "P1"], ["register_svf", "P2"], ["train_agents", "P1"]]
+    table = summarise_benchmarks(jobs).set_index("rule")
+    svf = table.loc["register_svf"]
+    assert (svf["jobs"], svf["mean_s"], svf["min_s"], svf["max_s"], svf["max_rss_mb"], svf["mean_cpu_s"]) == (2, 50.0, 40.0, 60.0, 900.0, 40.0)
+    assert table.loc["train_agents", "jobs"] == 1

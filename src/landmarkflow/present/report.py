@@ -23,6 +23,7 @@ from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout, methods
 from ..core.files import atomic_path
 from ..core.methods import sort_key, sort_methods
+from ..evaluate.benchmarks import read_benchmarks, summarise_benchmarks
 from ..evaluate.metrics import ERROR_COLUMNS, experimental, ground_truth
 from . import figures
 from .figures import png_file_uri, png_uri
@@ -334,15 +335,11 @@ def _radiomics_section(inputs: ReportInputs) -> str:
 
 
 def _benchmarks_section(inputs: ReportInputs) -> str:
-    bench = []
-    for key, path in inputs.of_kind("benchmark"):
-        df = pd.read_csv(path, sep="\t")
-        bench.append({"rule": key["rule"], "job": key["job"], "seconds": df["s"].iloc[0], "max_rss_mb": df["max_rss"].iloc[0]})
-    bdf = pd.DataFrame(bench)
+    bdf = read_benchmarks(path for _, path in inputs.of_kind("benchmark"))
     if bdf.empty:
         return '<p class="note">(no benchmarks)</p>'
-    agg = bdf.groupby("rule").agg(jobs=("seconds", "size"), mean_s=("seconds", "mean"), max_s=("seconds", "max"), max_rss_mb=("max_rss_mb", "max")).reset_index()
-    return _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf, 1) + "</details>"
+    agg = summarise_benchmarks(bdf)[["rule", "jobs", "mean_s", "max_s", "max_rss_mb"]]
+    return _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf[["rule", "job", "seconds", "max_rss_mb"]], 1) + "</details>"
 
 
 def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -> str:

@@ -25,6 +25,7 @@ from ..core.files import atomic_dir, atomic_path, write_table
 from ..imaging import spatial
 from ..imaging.image import Image, write_image
 from ..io.landmarks import landmarks_frame, points_of, write_landmarks
+from .folding import jacobian_row
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +223,7 @@ def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir
             result[name] = map_points(points, [affine_file, inv[0]], whichtoinvert=[True, False])
             jac = ants.create_jacobian_determinant_image(fx[0], fwd[0], do_log=False)
             jac_img = from_ants(jac)
-            inside = (brain.data > 0) if brain is not None else np.ones(jac_img.shape, bool)
-            share = float(np.mean(jac_img.data[inside] <= 0))
-            jac_rows.append({"method": name, "nonpositive_jacobian": share, "min_jacobian": float(jac_img.data[inside].min()),
-                             "seconds": round(timings[name], 1)})
+            jac_rows.append(jacobian_row(name, jac_img.data, None if brain is None else brain.data > 0, timings[name]))
             write_image(jac_img, outdir / f"{name}_jacobian.nii.gz")
             if name == "ants_syn":
                 warped = ants.apply_transforms(fx[0], mv[0], [fwd[0], affine_file])

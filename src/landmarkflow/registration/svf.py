@@ -72,6 +72,7 @@ from ..core.files import atomic_dir, write_table
 from ..imaging import spatial
 from ..imaging.image import Image, write_image
 from ..io.landmarks import landmarks_frame, points_of, write_landmarks
+from .folding import jacobian_row, nonpositive_share
 
 log = logging.getLogger(__name__)
 
@@ -469,14 +470,6 @@ def _jacobian(u: torch.Tensor) -> torch.Tensor:
             + j[0][2] * (j[1][0] * j[2][1] - j[1][1] * j[2][0]))
 
 
-def nonpositive_share(jacobian, mask=None) -> float:
-    """Share (0-1) of the voxels inside ``mask`` (everywhere when None) with a non-positive Jacobian
-    determinant: folding. A diffeomorphic registration should keep it below 0.001."""
-    jac = np.asarray(jacobian)
-    sel = jac if mask is None else jac[np.asarray(mask, dtype=bool)]
-    return float(np.mean(sel <= 0)) if sel.size else 0.0
-
-
 # ----------------------------------------------------------------------------- one patient
 #: the files of a patient's svf folder besides the Jacobian table
 SVF_FILES = {"jacobian": "svf_jacobian.nii.gz", "consistency": "consistency_mm.nii.gz",
@@ -517,9 +510,7 @@ def run_svf(preproc_dir, outdir, out_landmarks, settings: dict, seed: int = 0, d
                                  ("no_correspondence_post", res.no_correspondence_moving, np.uint8),
                                  ("warped", res.warp(moving)[0], np.float32)):
             write_image(Image(np.asarray(data).astype(dtype), affine), tmp / SVF_FILES[key])
-        inside = res.jacobian[brain] if brain is not None else res.jacobian.ravel()
-        write_table(pd.DataFrame([{"method": "svf", "nonpositive_jacobian": nonpositive_share(res.jacobian, brain),
-                                   "min_jacobian": float(inside.min()), "seconds": round(res.seconds, 1)}]),
+        write_table(pd.DataFrame([jacobian_row("svf", res.jacobian, brain, res.seconds)]),
                     layout.jacobian_table(tmp), float_format="%.6f")
     write_landmarks(landmarks_frame(lm["landmark"], spatial.voxel_to_world(vox, affine), consistency_mm=consistency),
                     out_landmarks)
