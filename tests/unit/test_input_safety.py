@@ -306,3 +306,48 @@ def test_an_input_error_in_a_job_is_one_message_without_traceback(tmp_path, caps
         with log_to(log):
             1 / 0
     assert "Traceback" in log.read_text()
+
+
+# ----------------------------------------------------------------------------- issue 31: other tools' image files
+@pytest.mark.parametrize("extra", [(1,), (1, 1)])
+def test_a_3d_image_stored_with_extra_axes_of_length_one_is_read_with_a_note(tmp_path, extra):
+    data = (np.arange(16 * 14 * 10).reshape(16, 14, 10) % 97).astype(np.int16)
+    nib.save(nib.Nifti1Image(data.reshape(data.shape + extra), oblique_affine()), str(tmp_path / "x.nii.gz"))
+    img = read_image(tmp_path / "x.nii.gz")
+    assert img.shape == (16, 14, 10) and img.data.ndim == 3
+    assert np.array_equal(img.data, data) and np.allclose(img.affine, oblique_affine(), atol=1e-3)
+    assert f"stored with shape {(16, 14, 10) + extra}; read as the 3D image of shape (16, 14, 10)" in img.note
+    assert read_image(_nifti(tmp_path / "plain.nii.gz")).note == ""
+
+
+def test_an_rgb_nifti_is_an_error_that_names_the_file_and_says_colour(tmp_path):
+    rgb = np.zeros((6, 7, 8), dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, oblique_affine()), str(tmp_path / "screenshot.nii.gz"))
+    with pytest.raises(InputError, match=r"screenshot.nii.gz: expected a 3D scalar \(grey-value\) image, got 3 components "
+                                         r"per voxel \(a colour or vector image\)"):
+        read_image(tmp_path / "screenshot.nii.gz")
+
+
+@pytest.mark.parametrize("shape, hint", [((6, 7, 8, 1, 3), r"a 5D array: 3 values per voxel"),
+                                         ((6, 7, 8, 3), r"a 4D series of 3 volumes; give one volume per file")])
+def test_vector_and_4d_niftis_are_errors_that_say_what_the_extra_axes_hold(tmp_path, shape, hint):
+    nib.save(nib.Nifti1Image(np.ones(shape, np.float32), oblique_affine()), str(tmp_path / "v.nii.gz"))
+    with pytest.raises(InputError, match=rf"v.nii.gz: expected a 3D image, got size {re.escape(str(shape))} \({hint}"):
+        read_image(tmp_path / "v.nii.gz")
+
+
+def test_validation_warns_about_a_squeezed_image_and_stops_an_rgb_one_without_traceback(small_cohort, capsys):
+    from landmarkflow.cli import main
+
+    m_path, folder = small_cohort
+    path = folder / "p1" / "post_t1.nii.gz"
+    img = nib.load(str(path))
+    nib.save(nib.Nifti1Image(np.asanyarray(img.dataobj)[..., None, None], img.affine), str(path))
+    m = validation.validate_contents(manifest.load_manifest(m_path))
+    assert any("post_t1.nii.gz: stored with shape" in w and "read as the 3D image" in w for w in m.warnings)
+    rgb = np.zeros(img.shape, dtype=[("R", "u1"), ("G", "u1"), ("B", "u1")])
+    nib.save(nib.Nifti1Image(rgb, img.affine), str(path))
+    assert main(["validate", str(m_path)]) != 0
+    out = capsys.readouterr()
+    text = out.out + out.err
+    assert "post_t1.nii.gz: expected a 3D scalar (grey-value) image" in text and "Traceback" not in text

@@ -86,6 +86,8 @@ def _check_images(m: Manifest, patient: str, tp: str, found: _Findings):
         except InputError as err:
             found.problem(r.row, str(err))
             continue
+        if img.note:
+            found.warning(r.row, img.note)
         n_bad = int(np.count_nonzero(~np.isfinite(img.data)))
         if n_bad:
             found.problem(r.row, f"{r.path} has {n_bad} NaN or infinite voxels")
@@ -107,6 +109,8 @@ def _check_masks(m: Manifest, patient: str, tp: str, grids: dict, found: _Findin
         except InputError as err:
             found.problem(r.row, str(err))
             continue
+        if mask.note:
+            found.warning(r.row, mask.note)
         mask_problems = _mask_problems(mask, r.path, grids)
         for p in mask_problems:
             found.problem(r.row, p)

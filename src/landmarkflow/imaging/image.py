@@ -6,8 +6,9 @@ Images are read with SimpleITK (NIfTI, NRRD, MHA, ...), NIfTI files checked befo
 
 from __future__ import annotations
 
+import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from io import BytesIO
 from pathlib import Path
 
@@ -17,12 +18,16 @@ from ..core.errors import InputError
 from ..core.files import atomic_path, existing_file, first_line
 from . import spatial
 
+log = logging.getLogger(__name__)
+
 @dataclass
 class Image:
     """A 3D scalar image: ``data[i, j, k]`` and the voxel-to-RAS ``affine``."""
 
     data: np.ndarray
     affine: np.ndarray
+    #: what the reader changed to make the file's array this 3D image (dropped axes of length 1), else ""
+    note: str = field(default="", compare=False, repr=False)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -63,8 +68,12 @@ def read_header(path) -> tuple[tuple[int, int, int], np.ndarray]:
     except RuntimeError as err:
         raise InputError(f"{path}: not a readable image ({first_line(err)})") from None
     size = reader.GetSize()
-    if len(size) != 3 and not (len(size) == 4 and size[3] == 1):
-        raise InputError(f"{path}: expected a 3D image, got size {size}")
+    if len(size) < 3 or any(n != 1 for n in size[3:]):
+        raise InputError(f"{path}: expected a 3D image, got size {size}{_extra_axes_hint(size)}")
+    components = reader.GetNumberOfComponents()
+    if components != 1:
+        raise InputError(f"{path}: expected a 3D scalar (grey-value) image, got {components} components per voxel "
+                         f"(a colour or vector image); save the MRI itself, one value per voxel")
     affine = spatial.affine_from_itk(reader.GetSpacing()[:3], reader.GetOrigin()[:3], _dir3(reader.GetDirection(), len(size)))
     return tuple(int(s) for s in size[:3]), affine
 
@@ -88,10 +97,13 @@ def read_image(path, dtype=np.float32) -> Image:
             data = np.asanyarray(nii.dataobj)
         except Exception as err:  # nibabel raises several types for corrupt files
             raise InputError(f"{path}: not a readable NIfTI image ({first_line(err)})") from None
-        if data.ndim == 4 and data.shape[3] == 1:
-            data = data[..., 0]
+        if data.dtype.names:  # RGB(A) NIfTI: one record of channels per voxel
+            raise InputError(f"{path}: expected a 3D scalar (grey-value) image, got a colour image with channels "
+                             f"{', '.join(data.dtype.names)} per voxel; save the MRI itself, one value per voxel")
+        note = _squeeze_note(path, data.shape)
+        data = data.reshape(data.shape[:3]) if note else data
         if data.ndim != 3:
-            raise InputError(f"{path}: expected a 3D scalar image, got an array of shape {data.shape}")
+            raise InputError(f"{path}: expected a 3D scalar image, got an array of shape {data.shape}{_extra_axes_hint(data.shape)}")
         if not np.allclose(nii.affine, affine, atol=1e-3):
             raise InputError(
                 f"{path}: the NIfTI qform and sform disagree (nibabel and ITK read different geometries); "
@@ -104,8 +116,9 @@ def read_image(path, dtype=np.float32) -> Image:
             raise InputError(f"{path}: not a readable image ({first_line(err)})") from None
         if img.GetNumberOfComponentsPerPixel() != 1:
             raise InputError(f"{path}: expected a scalar image, got {img.GetNumberOfComponentsPerPixel()} components per voxel")
-        if img.GetDimension() == 4 and img.GetSize()[3] == 1:
-            img = img[:, :, :, 0]
+        note = _squeeze_note(path, img.GetSize()) if img.GetDimension() > 3 else ""
+        while note and img.GetDimension() > 3:
+            img = img[(slice(None),) * (img.GetDimension() - 1) + (0,)]
         if img.GetDimension() != 3:
             raise InputError(f"{path}: expected a 3D image, got {img.GetDimension()}D of size {img.GetSize()}")
         data = sitk.GetArrayFromImage(img).transpose(2, 1, 0)
@@ -113,7 +126,28 @@ def read_image(path, dtype=np.float32) -> Image:
         _check_spacing(path, spatial.spacing_of(affine), "voxel size")
     if dtype is not None:
         data = data.astype(dtype, copy=False)
-    return Image(np.ascontiguousarray(data), affine)
+    if note:
+        log.info(note)
+    return Image(np.ascontiguousarray(data), affine, note)
+
+
+def _squeeze_note(path, shape) -> str:
+    """The note for an array of more than 3 axes whose extra axes all have length 1 (a 3D image as some
+    converters write it), else ""."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) <= 3 or any(n != 1 for n in shape[3:]):
+        return ""
+    return f"{path}: stored with shape {shape}; read as the 3D image of shape {shape[:3]} (its extra axes have length 1)"
+
+
+def _extra_axes_hint(shape) -> str:
+    """What the axes beyond the third of an image that is not 3D probably are."""
+    shape = tuple(int(n) for n in shape)
+    if len(shape) < 3:
+        return f" ({len(shape)}D)"
+    if len(shape) == 4:
+        return f" (a 4D series of {shape[3]} volumes; give one volume per file)"
+    return f" (a {len(shape)}D array: {int(np.prod(shape[3:]))} values per voxel, e.g. a vector or colour image)"
 
 
 #: largest distance (mm) between the qform and the sform of a NIfTI file at its corners that is still one geometry
