@@ -28,7 +28,7 @@ env: $(VENV)/.installed
 demo: env
 	$(SNAKEMAKE) --cores $(CORES) --printshellcmds
 
-# accuracy over workflow seeds: one full run per seed (about 30 min each on 2 cores), then results/seeds/summary.tsv
+# accuracy over workflow seeds: one full run per seed, each in results/seeds/seed-S/ (about 25 min each on 2 cores), then results/seeds/summary.tsv
 seeds: env
 	$(BIN)/landmarkflow seeds --seeds $(SEEDS) --cores $(CORES)
 

@@ -36,8 +36,14 @@ def _validate(args) -> None:
 def _seeds(args) -> None:
     from .evaluate import seeds
 
-    table = seeds.run_seeds(args.seeds.split(","), args.cores, args.snakemake_args, args.results)
-    print(f"accuracy over seeds {args.seeds} (written to {args.results}/seeds/summary.tsv):")
+    try:
+        table = seeds.run_seeds(args.seeds.split(","), args.cores, args.snakemake_args, args.out, args.configfile,
+                                args.parallel)
+    except RuntimeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(1)
+    print(f"accuracy over seeds {args.seeds} (each seed's results in {args.out}/seed-S/results/; "
+          f"written to {args.out}/summary.tsv):")
     print(seeds.format_table(table))
 
 
@@ -83,13 +89,16 @@ def main(argv=None) -> int:
     p.set_defaults(func=_brats)
 
     p = sub.add_parser("seeds", help="run the workflow once per seed and summarise accuracy over the seeds",
-                       description="Runs snakemake once per seed in this folder (--config seed=S; the demo cohort keeps "
-                                   "demo.seed), keeps each run's summary and errors under RESULTS/seeds/seed-S/ and writes "
-                                   "RESULTS/seeds/summary.tsv: per method the mean over seeds with its min-max range. "
-                                   "Arguments after -- go to snakemake.")
+                       description="Runs the workflow of this folder once per seed (--config seed=S; the demo cohort "
+                                   "keeps demo.seed), each in its own working folder OUT/seed-S/ with its own results/ "
+                                   "and Snakemake lock, so that seeds can run at once (--parallel, or on a cluster with "
+                                   "-- --profile ...) and never overwrite each other, and writes OUT/summary.tsv: per "
+                                   "method the mean over seeds with its min-max range. Arguments after -- go to snakemake.")
     p.add_argument("--seeds", default="42,1,2", help="comma-separated workflow seeds (default 42,1,2)")
-    p.add_argument("--cores", type=int, default=2)
-    p.add_argument("--results", default="results")
+    p.add_argument("--cores", type=int, default=2, help="cores of each seed's run (default 2)")
+    p.add_argument("--configfile", default="config/config.yaml", help="the config file (default config/config.yaml)")
+    p.add_argument("--out", default="results/seeds", help="the seeds' folder (default results/seeds)")
+    p.add_argument("--parallel", action="store_true", help="start every seed's run at once (default: one after the other)")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="-- then arguments for snakemake")
     p.set_defaults(func=_seeds)
 

@@ -1,9 +1,13 @@
 """Accuracy over workflow seeds (issue 14): the aggregate of runs."""
 
+import sys
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
+from landmarkflow.core.errors import InputError
 from landmarkflow.evaluate import seeds
 
 
@@ -34,7 +38,67 @@ def test_aggregate_gives_the_mean_and_range_over_seeds(tmp_path):
     assert "| `agent_guided` | 1.73 [1.30-2.30] | 1.00 [0.90-1.10] | 3 |" in text
 
 
+#: a small real workflow with the shape run_seeds relies on: a demo rule, a cohort the config names, a summary
+TOY_SNAKEFILE = r"""
+import os
+from pathlib import Path
+DEMO = os.path.relpath(Path(config["cohort"]).parent / "made.txt")  # like the manifest's paths: relative inside
+DEMO = DEMO if not DEMO.startswith("..") else str(Path(config["cohort"]).parent / "made.txt")  # the folder, else absolute
+
+rule all:
+    input: DEMO
+    output: "results/cohort/summary.tsv"
+    params: seed=config["seed"], extra=config.get("extra", ""), peers=str(Path(os.getcwd()).parent)
+    shell:
+        "touch {params.peers}/started-{params.seed}; "
+        "for i in $(seq 300); do [ $(ls {params.peers}/started-* | wc -l) -ge {config[wait_for]} ] && break; sleep 0.1; done; "
+        "[ $(ls {params.peers}/started-* | wc -l) -ge {config[wait_for]} ] || exit 1; "
+        "echo {params.extra} > results/extra.txt; "
+        "printf 'method\\tn\\tmean_mm\\tmedian_mm\\trobustness\\tover_5mm\\tflag_catch\\tflag_false_alarm\\n"
+        "identity\\t3\\t{params.seed}\\t1\\t1\\t0\\t\\t\\n' > {output}"
+
+rule make_demo_patient:
+    output: "data/made.txt"
+    shell: "echo made >> {output}"
+"""
+
+
+def _toy_project(tmp_path, wait_for):
+    (tmp_path / "Snakefile").write_text(TOY_SNAKEFILE)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "cohort.tsv").write_text("patient\n")
+    (tmp_path / "config.yaml").write_text(f"cohort: data/cohort.tsv\nseed: 42\nwait_for: {wait_for}\ndemo: {{activate: true}}\n")
+    return tmp_path
+
+
+def test_seeds_run_at_once_each_in_its_own_folder_and_are_aggregated(tmp_path):
+    """Issue 31: a real Snakemake run per seed, in parallel (each seed's job waits until both have started, so
+    one after the other would not finish), each with its own results folder and lock."""
+    wd = _toy_project(tmp_path, wait_for=2)
+    table = seeds.run_seeds([5, 7], cores=1, snakemake_args=["--config", "extra=kept"], configfile="config.yaml",
+                            parallel=True, workdir=wd, snakemake=str(Path(sys.executable).with_name("snakemake")))
+    out = wd / "results" / "seeds"
+    for seed in (5, 7):
+        summary = pd.read_csv(out / f"seed-{seed}" / "results" / "cohort" / "summary.tsv", sep="\t")
+        assert summary["mean_mm"].tolist() == [seed]  # each run had its own seed and kept its own results
+        assert (out / f"seed-{seed}" / "results" / "extra.txt").read_text().strip() == "kept"
+        assert (out / f"seed-{seed}" / ".snakemake").is_dir()  # its own metadata and lock
+    assert (wd / "data" / "made.txt").read_text() == "made\n"  # the demo was made once, in the project
+    row = table.set_index("method").loc["identity"]
+    assert row["seeds"] == 2 and row["mean_mm"] == 6 and (row["mean_min"], row["mean_max"]) == (5, 7)
+    assert pd.read_csv(out / "summary.tsv", sep="\t")["mean_mm"].tolist() == [6]
+    assert not (wd / "results" / "cohort").exists()  # nothing written where a plain run keeps its results
+
+
+def test_the_seeds_set_seed_and_cohort_themselves(tmp_path):
+    wd = _toy_project(tmp_path, wait_for=1)
+    with pytest.raises(InputError, match="--config seed=3: landmarkflow seeds sets seed and cohort itself"):
+        seeds.run_seeds([1], snakemake_args=["--config", "seed=3"], configfile="config.yaml", workdir=wd)
+
+
 def test_a_failed_seed_run_stops_with_its_seed(tmp_path):
+    wd = _toy_project(tmp_path, wait_for=1)
+    (wd / "config.yaml").write_text("cohort: data/cohort.tsv\ndemo: {activate: false}\n")
     with pytest.raises(RuntimeError, match="seed 7 failed"):
-        seeds.run_seeds([7], snakemake="false", results=tmp_path)
-    assert not (tmp_path / "seeds" / "summary.tsv").exists()
+        seeds.run_seeds([7], snakemake="false", configfile="config.yaml", workdir=wd)
+    assert not (wd / "results" / "seeds" / "summary.tsv").exists()

@@ -2,8 +2,8 @@
 
 A patient-specific agent's error can change by 2x with the seed alone, so one run's table is one draw.
 :func:`run_seeds` runs ``snakemake`` once per seed (``--config seed=S``; the demo cohort keeps its own
-``demo.seed``, so only the methods' randomness changes), keeps each run's ``summary.tsv`` and
-``errors.tsv`` under ``results/seeds/seed-<S>/``, and :func:`aggregate` writes
+``demo.seed``, so only the methods' randomness changes), each in its own working folder
+``results/seeds/seed-<S>/`` (a whole ``results/`` of its own), and :func:`aggregate` writes
 ``results/seeds/summary.tsv``: per method, the mean over seeds of each run's mean and median error with
 their min-max range.
 """
@@ -11,15 +11,18 @@ their min-max range.
 from __future__ import annotations
 
 import logging
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from ..core.files import atomic_path, write_table
+from ..core import layout
+from ..core.config import complete
+from ..core.errors import InputError
+from ..core.files import existing_file, write_table
 from ..core.methods import sort_methods
 
 log = logging.getLogger(__name__)
@@ -53,32 +56,103 @@ def aggregate(summaries: dict) -> pd.DataFrame:
     return sort_methods(pd.DataFrame(rows, columns=COLUMNS))
 
 
-def run_seeds(seeds, cores: int = 2, snakemake_args=(), results="results", snakemake: str | None = None) -> pd.DataFrame:
-    """Run the workflow once per seed in the current project folder (one after the other: each run
-    overwrites ``results/``; the runs' tables are kept under ``results/seeds``) and aggregate them."""
+def seed_folder(out, seed) -> Path:
+    """The working folder of one seed's run: its own ``results/``, Snakemake metadata and lock."""
+    return Path(out) / f"seed-{int(seed)}"
+
+
+class SeedRuns:
+    """The command lines of a study over seeds: the demo cohort once, then one run per seed, each in its own
+    working folder ``OUT/seed-<S>/`` (Snakemake's ``--directory``: its own ``results/``, metadata and lock).
+
+    Relative paths are resolved here, before the runs change folder: ``snakefile``, ``configfile``, the
+    cohort the config names (relative to ``workdir``, the folder a plain ``snakemake`` would run in) and
+    ``out``. Items of a ``--config`` among ``snakemake_args`` join the runs' own ``--config``."""
+
+    def __init__(self, cores: int = 2, snakemake_args=(), out="results/seeds", configfile="config/config.yaml",
+                 snakefile="Snakefile", workdir=".", snakemake: str | None = None):
+        self.workdir = Path(workdir).resolve()
+        self.out = (self.workdir / out).resolve()
+        configfile = (self.workdir / configfile).resolve()
+        self.settings = complete(yaml.safe_load(existing_file(configfile, "config file").read_text()) or {})
+        exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
+        self.args, extra = _split_config(snakemake_args)
+        self.common = [exe, "--snakefile", str((self.workdir / snakefile).resolve()), "--configfile", str(configfile),
+                       "--cores", str(cores)]
+        self.config = ["cohort=" + str((self.workdir / self.settings["cohort"]).resolve()), *extra]
+
+    def demo(self) -> list | None:
+        """The command that makes the demo cohort's files in ``workdir`` (None when the demo is off): every
+        seed's run then reads the same files."""
+        if not self.settings["demo"]["activate"]:
+            return None
+        return [*self.common, "--directory", str(self.workdir), "--config", *self.config, "--until", "make_demo_patient",
+                *self.args]
+
+    def folder(self, seed) -> Path:
+        """The working folder of one seed's run."""
+        return self.out / f"seed-{int(seed)}"
+
+    def command(self, seed) -> list:
+        return [*self.common, "--directory", str(self.folder(seed)), "--config", f"seed={int(seed)}", *self.config,
+                *self.args]
+
+    def summary(self, seed) -> Path:
+        return self.folder(seed) / layout.cohort("summary.tsv")
+
+
+def run_seeds(seeds, cores: int = 2, snakemake_args=(), out="results/seeds", configfile="config/config.yaml",
+              parallel: bool = False, snakemake: str | None = None, snakefile="Snakefile", workdir=".") -> pd.DataFrame:
+    """Run the workflow once per seed, each in its own working folder (:class:`SeedRuns`), so that seeds can
+    run at once, on a cluster too, and never overwrite each other's results; then aggregate their summaries
+    into ``OUT/summary.tsv``. ``parallel`` starts every seed's run at once (each with ``cores``), else they
+    run one after the other."""
     seeds = [int(s) for s in seeds]
     if len(seeds) < 3:
         log.warning("%d seed(s): accuracy is meant as the mean over at least 3", len(seeds))
-    exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
-    out = Path(results) / "seeds"
-    kept = {}
+    runs = SeedRuns(cores, snakemake_args, out, configfile, snakefile, workdir, snakemake)
+    demo = runs.demo()
+    if demo:
+        log.info("the demo cohort: %s", " ".join(demo))
+        _check(subprocess.run(demo, cwd=runs.workdir), "the demo cohort")
+    procs = {}
     for seed in seeds:
-        cmd = [exe, "--cores", str(cores), "--config", f"seed={seed}", *snakemake_args]
-        log.info("seed %d: %s", seed, " ".join(cmd))
-        done = subprocess.run(cmd)
-        if done.returncode:
-            raise RuntimeError(f"the workflow run with seed {seed} failed (exit {done.returncode}); see its log above")
-        dest = out / f"seed-{seed}"
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("summary.tsv", "errors.tsv"):
-            src = Path(results) / "cohort" / name
-            if src.exists():
-                with atomic_path(dest / name) as tmp:
-                    shutil.copyfile(src, tmp)
-        kept[seed] = dest / "summary.tsv"
-    table = aggregate(kept)
-    write_table(table, out / "summary.tsv", float_format="%.4f")
+        runs.folder(seed).mkdir(parents=True, exist_ok=True)
+        log.info("seed %d in %s: %s", seed, runs.folder(seed), " ".join(runs.command(seed)))
+        procs[seed] = subprocess.Popen(runs.command(seed), cwd=runs.workdir)
+        if not parallel:
+            _check(procs[seed], f"seed {seed}")
+    failed = [seed for seed, proc in procs.items() if proc.wait()]  # every run ends before any failure is told
+    if failed:
+        raise RuntimeError(f"the workflow run for seed {', '.join(map(str, failed))} failed; see its log above "
+                           f"and under {runs.out}/seed-S/results/logs")
+    table = aggregate({seed: runs.summary(seed) for seed in seeds})
+    write_table(table, runs.out / "summary.tsv", float_format="%.4f")
     return table
+
+
+def _split_config(args) -> tuple[list, list]:
+    """(the other arguments, the ``key=value`` items of ``--config``/``-C``) of snakemake arguments: the
+    runs give one ``--config`` of their own, to which these are added (a second one would replace it)."""
+    rest, items, inside = [], [], False
+    for arg in args:
+        if arg in ("--config", "-C"):
+            inside = True
+        elif inside and not arg.startswith("-"):
+            if arg.split("=", 1)[0] in ("seed", "cohort"):
+                raise InputError(f"--config {arg}: landmarkflow seeds sets seed and cohort itself "
+                                 "(give the cohort in the config file, the seeds with --seeds)")
+            items.append(arg)
+        else:
+            inside = False
+            rest.append(arg)
+    return rest, items
+
+
+def _check(proc, what) -> None:
+    """Wait for a run; a failed one stops the study with its name."""
+    if proc.wait() if isinstance(proc, subprocess.Popen) else proc.returncode:
+        raise RuntimeError(f"the workflow run for {what} failed (exit {proc.returncode}); see its log above")
 
 
 def format_table(table: pd.DataFrame) -> str:
