@@ -19,4 +19,5 @@ with log_to(snakemake.log[0]):  # noqa: F821
         out_dir=snakemake.output.models,  # noqa: F821
         device=device,
         threads=snakemake.threads,  # noqa: F821
+        checkpoint_every=snakemake.config["agent"]["checkpoint_every"],  # noqa: F821 (not a parameter: reruns nothing)
     )

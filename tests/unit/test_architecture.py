@@ -144,7 +144,7 @@ def _settings_classes():
     from landmarkflow.preprocess.pipeline import Settings
 
     # (class, config section, the section's keys that belong to the workflow, not to the class)
-    return [(AgentConfig, "agent", {"device"}), (PinConfig, "pin", {"activate", "device"}),
+    return [(AgentConfig, "agent", {"device", "checkpoint_every"}), (PinConfig, "pin", {"activate", "device"}),
             (ConsensusConfig, "consensus", {"activate"}), (Settings, "preprocess", set())]
 
 

@@ -99,3 +99,46 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
             tmp.write_text("half")
             raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path):
+    """Issue 31: SIGKILL leaves temporary files; the next writer of the same output removes them (and only theirs)."""
+    from landmarkflow.core.files import atomic_dir, write_table
+    import pandas as pd
+
+    stale = [tmp_path / ".out.tsv.k3j_x.part.tsv", tmp_path / ".models.a1b2.part", tmp_path / ".models.c3d4.old"]
+    stale[0].write_text("half")
+    for folder in stale[1:]:
+        folder.mkdir()
+        (folder / "1.pt").write_text("half")
+    other = tmp_path / ".other.tsv.zz.part.tsv"
+    other.write_text("another output's")
+    write_table(pd.DataFrame({"a": [1]}), tmp_path / "out.tsv")
+    with atomic_dir(tmp_path / "models") as tmp:
+        (tmp / "1.pt").write_text("whole")
+    assert not any(p.exists() for p in stale) and other.exists()
+    assert (tmp_path / "models" / "1.pt").read_text() == "whole" and (tmp_path / "out.tsv").exists()
+
+
+def test_sigterm_stops_a_job_with_one_log_line_and_no_temporary_file(tmp_path):
+    """Issue 31: SIGTERM (Snakemake stopping, a scheduler's limit) stops the job where it is, removes its
+    unfinished outputs and says so; the exit status is 128 + 15."""
+    import subprocess
+    import sys
+
+    code = f"""
+import os, signal, time
+from landmarkflow.core.files import atomic_path
+from landmarkflow.core.logutil import log_to
+with log_to({str(tmp_path / 'job.log')!r}):
+    with atomic_path({str(tmp_path / 'out.tsv')!r}) as tmp:
+        tmp.write_text("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(30)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 128 + 15, res.stderr
+    assert "landmarkflow: stopped by SIGTERM" in res.stderr and "Traceback" not in res.stderr
+    log = (tmp_path / "job.log").read_text()
+    assert "STOPPED: the job received SIGTERM" in log and "Traceback" not in log
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["job.log"]

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from workflow_helpers import ROOT, TINY, run, workdir as _workdir
+from workflow_helpers import ROOT, TINY, copy_run, run, workdir as _workdir
 from landmarkflow.core import layout
 from landmarkflow.demo import synthetic
 from landmarkflow.core.files import write_table
@@ -247,19 +247,6 @@ def test_a_damaged_file_stops_validation_with_one_message_and_no_traceback(small
     assert not (wd / "results" / "P1" / "manifest.tsv").exists()
 
 
-def _copy_run(tiny_run, tmp_path, **config_changes):
-    """A copy of the shared tiny run (outputs, their dates and Snakemake's records), its config changed."""
-    import shutil
-
-    wd = tmp_path / "copy"
-    shutil.copytree(tiny_run, wd, symlinks=True)
-    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
-    for section, values in config_changes.items():
-        cfg.setdefault(section, {}).update(values)
-    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
-    return wd
-
-
 def _dry_run_jobs(wd):
     """(rule, wildcards) of every job a dry run schedules."""
     import re
@@ -274,7 +261,7 @@ def _dry_run_jobs(wd):
 @pytest.mark.slow
 def test_adding_a_patient_schedules_no_job_for_the_others(tiny_run, tmp_path):
     """Issue 17: the manifest was an input of every patient's preprocessing, so one new patient reran all."""
-    wd = _copy_run(tiny_run, tmp_path)
+    wd = copy_run(tiny_run, tmp_path)
     manifest = wd / "config" / "cohort.tsv"
     table = pd.concat([pd.read_csv(manifest, sep="\t", dtype=str),
                        synthetic.manifest_rows(["tiny02"], wd / "resources" / "demo", wd / "config")])
@@ -287,7 +274,7 @@ def test_adding_a_patient_schedules_no_job_for_the_others(tiny_run, tmp_path):
 @pytest.mark.slow
 def test_a_detection_setting_reruns_detection_and_not_training(tiny_run, tmp_path):
     """Issue 17: test-time settings travelled with the training and were then taken from the saved model."""
-    wd = _copy_run(tiny_run, tmp_path, agent={"max_shift_mm": 7.0}, pin={"iterations": 4})
+    wd = copy_run(tiny_run, tmp_path, agent={"max_shift_mm": 7.0}, pin={"iterations": 4})
     jobs, out = _dry_run_jobs(wd)
     rules = [r for r, _ in jobs]
     assert "train_agents" not in rules and "train_pin" not in rules, out[-3000:]
@@ -302,7 +289,7 @@ def test_a_detection_setting_reruns_detection_and_not_training(tiny_run, tmp_pat
 @pytest.mark.slow
 def test_a_stage_switched_off_leaves_no_stale_rows(tiny_run, tmp_path):
     """Issue 17: evaluation and report scanned results/*/landmarks/*.csv, so an old pin.csv was still scored."""
-    wd = _copy_run(tiny_run, tmp_path, pin={"activate": False})
+    wd = copy_run(tiny_run, tmp_path, pin={"activate": False})
     assert (wd / "results" / "tiny01" / "landmarks" / "pin.csv").exists()
     _run_workdir(wd)
     summary = pd.read_csv(wd / "results" / "cohort" / "summary.tsv", sep="\t")
@@ -330,3 +317,22 @@ use rule * from landmarkflow as lf_*
     for target in ("study/results/cohort/report.html", "study/resources/demo/mod01/pre_t1ce.nii.gz",
                    "study/results/mod01/manifest.tsv"):
         assert target in out, out[-3000:]
+
+
+def test_a_seed_run_plans_the_real_workflow_in_its_own_folder_on_the_shared_demo(tmp_path):
+    """Issue 31: ``landmarkflow seeds`` makes the demo once in the project folder, then each seed's run is
+    the real workflow in its own folder (dry run here; the runner itself is tested in test_seeds)."""
+    import subprocess
+
+    from landmarkflow.evaluate.seeds import SeedRuns
+
+    wd = _workdir(tmp_path, ["seed01"], overrides=TINY)
+    runs = SeedRuns(cores=2, snakemake_args=["--quiet", "rules"], snakefile=ROOT / "Snakefile", workdir=wd)
+    assert subprocess.run(runs.demo(), cwd=wd, capture_output=True).returncode == 0
+    assert (wd / "resources" / "demo" / "seed01" / "pre_t1ce.nii.gz").exists()
+    runs.folder(9).mkdir(parents=True)
+    res = subprocess.run(runs.command(9) + ["-n"], cwd=wd, capture_output=True, text=True)
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert "validate_patient" in out and "make_demo_patient" not in out  # the seed reads the shared demo
+    assert (runs.folder(9) / ".snakemake").is_dir() and not (wd / "results" / "seed01").exists()

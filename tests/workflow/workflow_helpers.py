@@ -45,3 +45,21 @@ def workdir(tmp_path, patients, seed=3, overrides=None):
         cfg.setdefault(key, {}).update(val)
     (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
     return wd
+
+
+def copy_run(run_dir, tmp_path, **config_changes):
+    """A copy of a finished run (outputs, their dates and Snakemake's records), its config changed."""
+    import shutil
+
+    wd = tmp_path / "copy"
+    shutil.copytree(run_dir, wd, symlinks=True)
+    cfg = yaml.safe_load((wd / "config" / "config.yaml").read_text())
+    for section, values in config_changes.items():
+        cfg.setdefault(section, {}).update(values)
+    (wd / "config" / "config.yaml").write_text(yaml.safe_dump(cfg))
+    return wd
+
+
+def snakemake_args(wd):
+    """The arguments of a run of the project's workflow in the working folder ``wd``."""
+    return ["-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml")]

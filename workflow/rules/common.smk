@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when
 
 from landmarkflow.cohort import manifest as mf
 from landmarkflow.core import layout, methods
-from landmarkflow.core.config import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, check_relations, split_settings
+from landmarkflow.core.config import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, check_relations, result_settings, split_settings
 from landmarkflow.core.errors import InputError
 from landmarkflow.demo.synthetic import DEMO_DIR, DEMO_FILES
 from landmarkflow.detect.consensus import ConsensusConfig
@@ -66,7 +66,7 @@ PATIENTS = MANIFEST.patients
 AGENT_TRAINING, AGENT_DETECTION = split_settings(config["agent"], AGENT_DETECTION_KEYS)
 PIN_TRAINING, PIN_DETECTION = split_settings(config["pin"], PIN_DETECTION_KEYS)
 #: what the report shows of the config: the sections of the stages that ran
-REPORT_CONFIG = {k: v for k, v in config.items() if not (isinstance(v, dict) and v.get("activate") is False)}
+REPORT_CONFIG = result_settings(config)
 
 if not is_activated("ants"):
     logger.warning("agent_seeded is skipped: its agents start at ANTs SyN's landmarks, and ants.activate is false")

@@ -27,6 +27,9 @@ AGENT_DETECTION_KEYS = ("n_starts", "max_test_steps", "max_shift_mm", "guide_tes
                         "seeded_max_shift_mm", "fine_starts", "fine_max_shift_mm", "centre", "match_intensities")
 #: used at test time only (PIN's localisation)
 PIN_DETECTION_KEYS = ("n_starts", "iterations", "max_shift_mm")
+#: how a job runs, not what it gives: kept out of the jobs' parameters, so that changing them reruns nothing
+#: (the jobs read them from the config)
+RUN_ONLY_KEYS = ("checkpoint_every",)
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,9 +95,16 @@ def check_relations(config: dict) -> None:
                          "set consensus.refine: false")
 
 
+def result_settings(config: dict) -> dict:
+    """The settings that decide the results (what the report shows of the config): the sections of the
+    stages that run, without :data:`RUN_ONLY_KEYS`."""
+    return {k: ({kk: vv for kk, vv in v.items() if kk not in RUN_ONLY_KEYS} if isinstance(v, dict) else v)
+            for k, v in config.items() if not (isinstance(v, dict) and v.get("activate") is False)}
+
+
 def split_settings(settings: dict, detection_keys) -> tuple[dict, dict]:
-    """(training settings, detection settings) of a config section."""
-    train = {k: v for k, v in settings.items() if k not in detection_keys}
+    """(training settings, detection settings) of a config section, without :data:`RUN_ONLY_KEYS`."""
+    train = {k: v for k, v in settings.items() if k not in detection_keys and k not in RUN_ONLY_KEYS}
     return train, {k: v for k, v in settings.items() if k in detection_keys}
 
 

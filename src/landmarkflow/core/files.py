@@ -2,7 +2,9 @@
 
 Every writer of the package goes through :func:`atomic_path` (a file) or :func:`atomic_dir` (a folder):
 the output is written beside its place under a temporary name and renamed onto it when it is complete,
-so that an interrupted job never leaves a half-written output that a later job would read.
+so that an interrupted job never leaves a half-written output that a later job would read. A job killed
+outright (SIGKILL, a node lost) leaves its temporary files behind; the next writer of the same output
+removes them (one job writes an output at a time: Snakemake's rule).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def atomic_path(path, suffix: str | None = None):
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     # keep the full suffix (".nii.gz") so writers that look at the extension still work
     suffix = suffix if suffix is not None else "".join(path.suffixes)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".part{suffix}", dir=path.parent)
@@ -43,6 +46,7 @@ def atomic_dir(path):
     there is removed), otherwise it is removed: the folder appears whole or not at all."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(path)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent))
     os.chmod(tmp, 0o777 & ~_umask())
     try:
@@ -57,6 +61,19 @@ def atomic_dir(path):
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _remove_stale(path: Path) -> None:
+    """Remove the temporary files and folders a killed writer of ``path`` left beside it."""
+    import glob
+
+    for stale in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.part*")) + \
+            glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.old")):
+        if os.path.isdir(stale) and not os.path.islink(stale):
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(stale)
 
 
 def _umask() -> int:

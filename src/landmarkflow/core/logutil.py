@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -13,13 +15,29 @@ from .errors import InputError
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+class Stopped(SystemExit):
+    """The job was stopped by a signal (SIGTERM: Snakemake stopping, a scheduler's time limit or
+    preemption). Raised where the job is, so that its temporary outputs are removed on the way out."""
+
+    def __init__(self, signum: int):
+        super().__init__(128 + signum)
+        self.signal = signal.Signals(signum).name
+
+
+def _stop(signum, frame):
+    raise Stopped(signum)
+
+
 @contextlib.contextmanager
 def log_to(path, level=logging.INFO):
     """Send log records (and the traceback of an error) to ``path`` for the duration of a job.
 
     The package's warnings go to standard error too, so that they reach the console. Bad input
     (:class:`~landmarkflow.core.errors.InputError`) is the user's to fix, not a bug: its message is written
-    once, to the log and to standard error, without a traceback, and the job exits with status 1.
+    once, to the log and to standard error, without a traceback, and the job exits with status 1. SIGTERM
+    stops the job where it is (:class:`Stopped`): its temporary outputs are removed, the log says so in one
+    line, and the job exits with 128 + 15. (SIGKILL leaves temporary files, which the next writer of the
+    same output removes: :func:`~landmarkflow.core.files.atomic_path`.)
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     handler = logging.FileHandler(path, mode="w")
@@ -34,8 +52,16 @@ def log_to(path, level=logging.INFO):
     old = root.level
     root.setLevel(level)
     logging.captureWarnings(True)
+    main = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _stop) if main else None
     try:
         yield
+    except Stopped as err:
+        handler.stream.write(f"STOPPED: the job received {err.signal}; its unfinished outputs were removed "
+                             f"(an interrupted training resumes from its last checkpoint when the job runs again)\n")
+        handler.flush()
+        print(f"landmarkflow: stopped by {err.signal}", file=sys.stderr, flush=True)
+        raise
     except InputError as err:
         handler.stream.write(f"ERROR: {err}\n")
         handler.flush()
@@ -46,6 +72,8 @@ def log_to(path, level=logging.INFO):
         handler.flush()
         raise
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, old_term)
         root.removeHandler(handler)
         package.removeHandler(console)
         root.setLevel(old)
