@@ -169,7 +169,8 @@ def test_patient_job_trains_every_agent_resumes_and_redetects(tmp_path, monkeypa
                 AgentConfig(**{**TINY, "lr": 0.01})).load_checkpoint(resume)
     resume.unlink()
     names = sorted(p.name for p in out.iterdir())
-    assert names == sorted(f"{lm}_{v}{ext}" for lm in "12" for v in ("baseline", "guided", "fine") for ext in (".pt", "_training.tsv"))
+    assert names == sorted([f"{lm}_{v}{ext}" for lm in "12" for v in ("baseline", "guided", "fine") for ext in (".pt", "_training.tsv")]
+                           + [layout.DEVICE])
     assert [(s["landmark"], s["variant"], s["agents_in_job"]) for s in states] == [
         ("1", "baseline", 4), ("1", "guided", 4), ("2", "baseline", 4), ("2", "guided", 4), ("1", "fine", 2), ("2", "fine", 2)]
     assert not list(tmp_path.glob("*.resume.pt"))

@@ -201,7 +201,7 @@ def test_the_patient_job_maps_the_landmarks_in_world_mm_and_writes_its_folder(wa
     err = np.linalg.norm(points_of(out) - spatial.voxel_to_world(truth, affine), axis=1)
     assert err.max() < 0.5, err
     assert (out["consistency_mm"].astype(float) < 0.5).all()
-    assert {p.name for p in (tmp_path / "svf").iterdir()} == set(svf.SVF_FILES.values()) | {layout.JACOBIAN}
+    assert {p.name for p in (tmp_path / "svf").iterdir()} == set(svf.SVF_FILES.values()) | {layout.JACOBIAN, layout.DEVICE}
     consistency = read_image(tmp_path / "svf" / svf.SVF_FILES["consistency"])
     np.testing.assert_allclose(consistency.affine, affine)
     import pandas as pd

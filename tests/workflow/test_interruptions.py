@@ -2,6 +2,7 @@
 reruns them to the result of an uninterrupted run; a second run in the same folder is refused."""
 
 import filecmp
+import os
 import random
 import signal
 import subprocess
@@ -96,7 +97,8 @@ def test_killed_jobs_leave_no_partial_output_and_rerun_to_the_uninterrupted_resu
     delays = {rule: 0.7 * _job_seconds(tiny_run, rule) for rule in HEAVY}
     out = (tmp_path / "run.log").open("w")
     proc = subprocess.Popen(SNAKEMAKE + [*args, "--cores", "2", "--retries", "2", "--keep-going",
-                                         "--forcerun", *HEAVY], stdout=out, stderr=subprocess.STDOUT, text=True)
+                                         "--forcerun", *HEAVY], stdout=out, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, CUDA_VISIBLE_DEVICES="0"))  # as the uninterrupted run
     killer = Killer(proc, plan, ready, seed=31, max_delay_s=delays)
     killer.start()
     while not killer.seen["train_agents"] and proc.poll() is None:

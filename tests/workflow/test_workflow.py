@@ -106,6 +106,16 @@ def test_real_run_produces_every_output(tiny_run):
     np.testing.assert_allclose(points_of(read_landmarks(slicer / "ants_syn.mrk.json")),
                                points_of(read_landmarks(lm_dir / "ants_syn.csv")), atol=1e-4)
     assert not list(wd.rglob("*.part*"))  # nothing left half-written
+    # the run sees a GPU variable (as a GPU job would): PyTorch jobs record their device; without CUDA they warn
+    import torch
+
+    for folder in ("agents/trained", "pin/trained", "svf"):
+        record = pd.read_json(wd / "results" / "tiny01" / folder / layout.DEVICE, typ="series")
+        assert record["visible_gpus"].startswith("CUDA_VISIBLE_DEVICES=0") and record["device"] in ("cpu", "cuda")
+    report = (wd / "results" / "cohort" / "report.html").read_text()
+    if not torch.cuda.is_available():
+        for folder in ("agents/trained", "pin/trained", "svf"):
+            assert f"tiny01, {folder}: a GPU is visible (CUDA_VISIBLE_DEVICES=0" in report, folder
 
 
 def test_bad_manifest_stops_before_any_job(tmp_path):

@@ -26,8 +26,8 @@ TINY = {
 }
 
 
-def run(args, cwd=ROOT, check=True):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+def run(args, cwd=ROOT, check=True, env=None):
+    env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     res = subprocess.run(SNAKEMAKE + args, cwd=cwd, capture_output=True, text=True, env=env)
     if check and res.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")

@@ -17,6 +17,7 @@ rule build_report:
         search=search_outputs,
         benchmarks=benchmark_files,
         radiomics=radiomics_outputs,
+        registrations=jacobian_files,
     output:
         html=report(layout.cohort("report.html"), caption="../report/report.rst", category="Report"),
         figures=report(

@@ -9,9 +9,25 @@ which :func:`parse` ignores. Any argument may be a wildcard (``"{patient}"``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from . import methods
+
+#: what an identifier (patient, modality, annotator, landmark) may hold: it becomes part of file names
+#: and Snakemake wildcards
+ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+#: longest identifier: parts of file names, which may have 255 bytes
+MAX_ID = 64
+
+
+def safe_identifier(label: str) -> str:
+    """An identifier for a label as users write it ("Point 1", "ACA, left"): each run of other characters
+    becomes ``_`` (``Point_1``, ``ACA_left``); a label that is one already is kept."""
+    label = str(label).strip()
+    if ID_RE.match(label):
+        return label
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_") or "landmark"
 
 RESULTS = "results"
 COHORT = f"{RESULTS}/cohort"
@@ -63,6 +79,14 @@ JACOBIAN = "jacobian.tsv"
 def jacobian_table(registration_dir) -> str:
     """The Jacobian table inside a registration folder."""
     return f"{registration_dir}/{JACOBIAN}"
+
+
+#: the record of the device a PyTorch job ran on, inside its output folder (trained models, svf)
+DEVICE = "device.json"
+
+
+def device_file(folder) -> str:
+    return f"{folder}/{DEVICE}"
 
 
 def radiomics(patient: str) -> str:

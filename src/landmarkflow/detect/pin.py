@@ -42,7 +42,7 @@ from ..core.files import atomic_dir, write_table
 from ..core.logutil import progress
 from ..imaging import spatial
 from .augment import augmented_versions
-from ..core.device import seed_for, setup_device
+from ..core.device import seed_for, setup_device, write_device
 from .patches import PatchVolume
 from .search import Detection, detection_records, landmark_starts, model_paths, write_detections
 
@@ -252,6 +252,7 @@ def train_pins(preproc_dir, cfg: PinConfig, seed: int, out_dir, device: str = "a
     brain, cavity = folder.mask("post", "brain"), folder.lesion("post")
     states = []
     with atomic_dir(out_dir) as tmp:
+        write_device(tmp, dev, device)
         for landmark in [str(lm) for lm in folder.landmarks("post")["landmark"]]:
             _, target = folder.target(landmark, affine)
             s = seed_for(seed, patient, landmark, "pin")

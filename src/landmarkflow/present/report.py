@@ -21,6 +21,7 @@ import pandas as pd
 
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout, methods
+from ..core.device import read_device_warning
 from ..core.files import atomic_path
 from ..core.methods import sort_key, sort_methods
 from ..evaluate.benchmarks import read_benchmarks, summarise_benchmarks
@@ -351,6 +352,11 @@ def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -
         if patient in folders:
             warns += [f"{patient}: {w}" for w in folders[patient].warnings]
     warns += more
+    for kind in ("trained", "registration"):  # the PyTorch jobs' devices: a GPU visible but not used
+        for key, folder in inputs.of_kind(kind):
+            if warning := read_device_warning(folder):
+                inside = Path(folder).as_posix().rsplit(f"/{key['patient']}/", 1)[-1]  # agents/trained, svf
+                warns.append(f"{key['patient']}, {inside}: {warning}; the job ran on the CPU")
     fb = pred[pred["fallback"] == 1] if "fallback" in pred else pred.iloc[:0]
     warns += [f"{r.patient} landmark {r.landmark}: {r.method} fell back to the rigidly aligned position" for r in fb.itertuples()]
     return "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'

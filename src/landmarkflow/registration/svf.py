@@ -67,7 +67,7 @@ from scipy import ndimage
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout
 from ..core.config import check_svf, schema_field
-from ..core.device import setup_device
+from ..core.device import setup_device, write_device
 from ..core.files import atomic_dir, write_table
 from ..imaging import spatial
 from ..imaging.image import Image, write_image
@@ -486,7 +486,8 @@ def run_svf(preproc_dir, outdir, out_landmarks, settings: dict, seed: int = 0, d
     the Jacobian determinant of the forward transform, the consistency map (mm) and the no-correspondence
     masks of both grids, the warped post-op reference image, and the Jacobian table (share of non-positive
     determinants in the brain, smallest determinant, seconds). ``settings``: the config's ``svf`` section."""
-    dev = setup_device(settings.get("device", "auto") if device == "auto" else device, threads)
+    requested = settings.get("device", "auto") if device == "auto" else device
+    dev = setup_device(requested, threads)
     folder = PreprocFolder(preproc_dir)
     mods = list(settings.get("modalities") or []) or folder.modalities
     mods = folder.resolve_modalities(mods, "svf.modalities")
@@ -512,6 +513,7 @@ def run_svf(preproc_dir, outdir, out_landmarks, settings: dict, seed: int = 0, d
             write_image(Image(np.asarray(data).astype(dtype), affine), tmp / SVF_FILES[key])
         write_table(pd.DataFrame([jacobian_row("svf", res.jacobian, brain, res.seconds)]),
                     layout.jacobian_table(tmp), float_format="%.6f")
+        write_device(tmp, dev, requested)
     write_landmarks(landmarks_frame(lm["landmark"], spatial.voxel_to_world(vox, affine), consistency_mm=consistency),
                     out_landmarks)
     log.info("%s: svf registration in %.1f s on %s; landmark consistency %s mm", folder.patient, res.seconds, dev,

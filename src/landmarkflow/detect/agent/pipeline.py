@@ -27,7 +27,7 @@ from ...core.files import atomic_dir, write_table
 from ...imaging import spatial
 from ...io.landmarks import read_landmarks
 from ..augment import augmented_versions
-from ...core.device import seed_for, setup_device
+from ...core.device import seed_for, setup_device, write_device
 from ..inputs import network_input, test_scan, training_scan
 from ..search import SEEDED, detection_records, landmark_starts, model_paths, pool, write_detections
 from .detect import redetect
@@ -77,6 +77,7 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     with atomic_dir(out_dir) as tmp:
         for job in jobs:
             states += _save_agents(tmp, *job, cfg=cfg, patient=patient, mods=mods, targets=targets, device=dev)
+        write_device(tmp, dev, device)
     for resume in (Path(base + ".resume.pt"), Path(base + ".fine.resume.pt")):
         if resume.exists():
             os.unlink(resume)
