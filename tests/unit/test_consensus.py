@@ -198,3 +198,14 @@ def test_agents_do_not_overrule_a_registration_that_a_second_one_contradicts_the
     assert decide(R, agents, START, CFG).rule == "registration_overruled"
     d = decide(R, agents, START, ConsensusConfig(second="svf"), second=R + [0, 3.0, 0])
     assert d.rule == "disagreement" and d.flag and np.array_equal(d.point, R)
+
+
+def test_the_consensus_keeps_the_users_labels_beside_the_identifiers(tmp_path):
+    """Issue 30: a label such as "Point 1" is identified as Point_1; the recommended file shows both."""
+    start = tmp_path / "identity.csv"
+    write_landmarks(landmarks_frame(["Point 1", "ACA, left"], np.zeros((2, 3))), tmp_path / "user.csv")
+    write_landmarks(read_landmarks(tmp_path / "user.csv"), start)  # as preprocessing writes it
+    write_landmarks(landmarks_frame(["Point_1", "ACA_left"], np.ones((2, 3))), tmp_path / "ants_syn.csv")
+    build_consensus({"ants_syn": tmp_path / "ants_syn.csv"}, start, CFG, tmp_path / "consensus.csv")
+    back = read_landmarks(tmp_path / "consensus.csv")
+    assert back["landmark"].tolist() == ["Point_1", "ACA_left"] and back["label"].tolist() == ["Point 1", "ACA, left"]

@@ -9,7 +9,7 @@ from testdata import make_image
 from landmarkflow.cohort import manifest, validation
 from landmarkflow.imaging import spatial
 from landmarkflow.imaging.image import Image, read_image, write_image
-from landmarkflow.io.landmarks import landmarks_frame, write_landmarks
+from landmarkflow.io.landmarks import landmarks_frame, read_landmarks, write_landmarks
 from landmarkflow.core.errors import InputError
 
 
@@ -210,11 +210,17 @@ def test_cli_validate_exit_code(small_cohort, capsys):
     assert "post_lm.csv not found" in capsys.readouterr().err
 
 
-def test_landmark_identifier_must_be_a_safe_name(small_cohort):
+def test_landmark_labels_with_spaces_are_kept_and_mapped_to_identifiers(small_cohort):
+    """Issue 30: labels as users rename points in Slicer ("L 1") were rejected; they are now kept in a label
+    column and mapped to identifiers for file names (L_1). Two labels that would give one identifier stop."""
     m_path, folder = small_cohort
     aff = read_image(folder / "p1" / "post_t1.nii.gz").affine
-    write_landmarks(landmarks_frame(["L 1", "2"], spatial.voxel_to_world([[12, 10, 6], [14, 12, 7]], aff)), folder / "p1" / "post_lm.csv")
-    with pytest.raises(InputError, match=r"row 5: .*landmark identifier 'L 1' must match"):
+    pts = spatial.voxel_to_world([[12, 10, 6], [14, 12, 7]], aff)
+    write_landmarks(landmarks_frame(["L 1", "ACA, left"], pts), folder / "p1" / "post_lm.csv")
+    lm = read_landmarks(folder / "p1" / "post_lm.csv")
+    assert lm["landmark"].tolist() == ["L_1", "ACA_left"] and lm["label"].tolist() == ["L 1", "ACA, left"]
+    write_landmarks(landmarks_frame(["L 1", "L_1"], pts), folder / "p1" / "post_lm.csv")
+    with pytest.raises(InputError, match=r"post_lm.csv: the labels 'L 1' and 'L_1' both become the identifier 'L_1'"):
         validation.validate_contents(manifest.load_manifest(m_path))
 
 

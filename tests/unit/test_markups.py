@@ -118,3 +118,34 @@ def test_review_export_writes_one_point_list_per_method(tmp_path):
     export_review(files[:1], out)  # a second export replaces the folder whole
     assert sorted(p.name for p in out.iterdir()) == ["identity.mrk.json"]
     assert not list(tmp_path.rglob("*.part*")) and not list(tmp_path.rglob("*.old*"))
+
+
+def test_an_fcsv_label_with_a_comma_is_read_as_slicer_quotes_it(tmp_path):
+    """Issue 30: line.split(",") cut the quoted label '"1, left"' and blamed the label."""
+    ras = spatial.voxel_to_world(VOXELS, oblique_affine())
+    text = _fcsv(ras, "# CoordinateSystem = RAS").replace(",ACL,", ',"ACL, left",').replace(",7,,", ',7,"a, b",')
+    (tmp_path / "q.fcsv").write_text(text)
+    lm = read_landmarks(tmp_path / "q.fcsv")
+    assert lm["label"].tolist() == ["ACL, left", "pole-2", "7"] and lm["landmark"].tolist() == ["ACL_left", "pole-2", "7"]
+    np.testing.assert_allclose(points_of(lm), ras, atol=1e-9)
+    (tmp_path / "bad.fcsv").write_text(text.replace('"ACL, left"', "ACL, left"))  # unquoted: one field too many
+    with pytest.raises(InputError, match=r"bad.fcsv: line 4: 15 fields, more than the 14 columns .*an unquoted comma"):
+        read_landmarks(tmp_path / "bad.fcsv")
+
+
+@pytest.mark.parametrize("system", ["RAS", "LPS"])
+def test_slicer_control_point_table_csv_is_read_in_its_coordinate_system(tmp_path, system):
+    """Issue 30: the Markups module's control-point table, saved as CSV (label,r,a,s or label,l,p,s, then
+    Slicer's other columns), on an oblique image."""
+    aff = oblique_affine()
+    ras = spatial.voxel_to_world(VOXELS, aff)
+    xyz = ras if system == "RAS" else spatial.ras_to_lps(ras)
+    head = "label,r,a,s" if system == "RAS" else "label,l,p,s"
+    rows = [f'"{lab}",{p[0]!r},{p[1]!r},{p[2]!r},true,false,true,false,""' for lab, p in zip(["F 1", "F-2", "F3"], np.asarray(xyz).tolist())]
+    (tmp_path / "table.csv").write_text(head + ",defined,selected,visible,locked,description\n" + "\n".join(rows) + "\n")
+    lm = read_landmarks(tmp_path / "table.csv", image_shape=(20, 18, 10), image_affine=aff)
+    assert lm["landmark"].tolist() == ["F_1", "F-2", "F3"] and lm["label"].tolist() == ["F 1", "F-2", "F3"]
+    np.testing.assert_allclose(spatial.world_to_voxel(points_of(lm), aff), VOXELS, atol=1e-9)
+    (tmp_path / "bad.csv").write_text(head + "\nF1,1.0,x,2.0\n")
+    with pytest.raises(InputError, match=r"bad.csv: line 2: .* = '1.0', 'x', '2.0' are not numbers"):
+        read_landmarks(tmp_path / "bad.csv")

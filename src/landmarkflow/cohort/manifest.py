@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from io import StringIO
 from pathlib import Path
@@ -22,6 +21,7 @@ from typing import Callable
 
 import pandas as pd
 
+from ..core import layout
 from ..core.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -32,9 +32,7 @@ KINDS = ("image", "mask", "landmarks")
 #: the lesion of each time point: the post-op resection cavity and the pre-op tumour
 LESIONS = {"post": "resection", "pre": "tumor"}
 MASK_NAMES = {**{name: tp for tp, name in LESIONS.items()}, "brain": None}  # name -> required timepoint
-ID_RE = re.compile(r"^[A-Za-z0-9_-]+$")
-#: longest identifier (patient, name, landmark): they become parts of file names, which may have 255 bytes
-MAX_ID = 64
+ID_RE, MAX_ID = layout.ID_RE, layout.MAX_ID  # the identifier rule is the layout's (file names)
 DEFAULT_MODALITY_PREFERENCE = ("t1ce", "t1", "t2", "flair")
 
 

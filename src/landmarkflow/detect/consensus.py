@@ -186,6 +186,8 @@ def build_consensus(landmark_files: dict, start_csv, cfg: ConsensusConfig, out_c
                      "uncertainty_mm": dec.uncertainty_mm, "flag": int(dec.flag), "rule": dec.rule,
                      "methods": "+".join(list(regs) + list(others))})
     df = pd.DataFrame(rows, columns=COLUMNS)
+    if "label" in start.columns:  # the labels as the user wrote them ("Point 1"), beside their identifiers
+        df["label"] = start["label"].to_numpy()
     write_landmarks(df, out_csv)
     flagged = int(df["flag"].sum())
     log.info("consensus: %d landmarks, %d flagged (%s)", len(df), flagged,

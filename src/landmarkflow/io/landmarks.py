@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core import layout
 from ..core.errors import InputError
 from ..core.files import existing_file, write_table
 from ..imaging import spatial
@@ -23,14 +24,20 @@ BRATS_COLUMNS = ["Landmark", "X", "Y", "Z"]  # BraTS-Reg's header (read by .brat
 
 def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
     """Read a landmark CSV (``landmark,x,y,z``, world RAS mm), or a 3D Slicer markups file (``.mrk.json``,
-    ``.fcsv``: its coordinate system read from the file, its labels as identifiers; :mod:`.markups`).
+    ``.fcsv``: its coordinate system read from the file, its labels as identifiers; :mod:`.markups`), or
+    Slicer's control-point table saved as CSV (``label,r,a,s,...`` or ``label,l,p,s,...``).
 
     Returns a DataFrame with a string ``landmark`` column and float ``x, y, z``
-    (extra columns are kept as they are). Raises :class:`InputError` naming the
+    (extra columns are kept as they are); labels that cannot be identifiers are mapped to ones, the
+    labels kept in a ``label`` column (:func:`with_identifiers`). Raises :class:`InputError` naming the
     file and the row for a wrong header, an empty file, a duplicated
     identifier or a value that is not a finite number. With ``image_shape`` and
     ``image_affine``, points outside that image are an error too.
     """
+    return with_identifiers(_read(path, image_shape, image_affine), path)
+
+
+def _read(path, image_shape=None, image_affine=None) -> pd.DataFrame:
     path = existing_file(path, "landmark file")
 
     if markups.is_markups(path):
@@ -40,6 +47,12 @@ def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
             raise InputError(f"{path}: {err}") from None
         return check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
     header = csv_header(path)
+    if system := markups.table_system(header):  # Slicer's control-point table
+        try:
+            df = markups.read_table(path, system)
+        except markups.MarkupsError as err:
+            raise InputError(f"{path}: {err}") from None
+        return check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
     if [h.lower() for h in header[:4]] == [c.lower() for c in BRATS_COLUMNS] and header[:4] != LANDMARK_COLUMNS:
         raise InputError(
             f"{path}: header {','.join(header)} looks like a BraTS-Reg file (LPS, 'Landmark,X,Y,Z'); "
@@ -51,6 +64,25 @@ def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
         raise InputError(f"{path}: header {','.join(header) or '(empty)'} lacks column(s) {', '.join(missing)}; expected 'landmark,x,y,z'")
     df = pd.read_csv(path, dtype=str, keep_default_na=False)
     return check_points(df, path, LANDMARK_COLUMNS, image_shape, image_affine)
+
+
+def with_identifiers(df: pd.DataFrame, path) -> pd.DataFrame:
+    """Landmark labels that cannot be identifiers (``Point 1``: identifiers become file names and wildcards)
+    become ones (``Point_1``, :func:`.layout.safe_identifier`); the labels as given are kept in a ``label``
+    column. Two labels that would give one identifier are an error naming both."""
+    raw = df["landmark"].astype(str)
+    ids = raw.map(layout.safe_identifier)
+    if (ids == raw).all():
+        return df
+    for lid, labels in raw.groupby(ids.to_numpy()):
+        if labels.nunique() > 1:
+            a, b = labels.unique()[:2]
+            raise InputError(f"{path}: the labels {a!r} and {b!r} both become the identifier {lid!r} (identifiers hold "
+                             f"letters, digits, _ and -: they name files); rename one of them")
+    if "label" not in df.columns:
+        df.insert(4 if len(df.columns) >= 4 else len(df.columns), "label", raw.to_numpy())
+    df["landmark"] = ids.to_numpy()
+    return df
 
 
 def write_landmarks(df: pd.DataFrame, path, float_format: str = "%.4f") -> None:

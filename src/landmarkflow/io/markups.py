@@ -1,4 +1,5 @@
-"""3D Slicer's landmark files: markups JSON (``.mrk.json``) and the legacy fiducial CSV (``.fcsv``).
+"""3D Slicer's landmark files: markups JSON (``.mrk.json``), the legacy fiducial CSV (``.fcsv``) and the
+control-point table the Markups module exports as CSV (``label,r,a,s`` or ``label,l,p,s``).
 
 Both state their coordinate system: LPS in files of Slicer 5 and later, RAS in older ones (an
 ``.fcsv`` without a ``CoordinateSystem`` line is RAS, ``0`` means RAS and ``1`` LPS). Points are
@@ -92,6 +93,10 @@ def _read_json(path: Path) -> pd.DataFrame:
 
 
 def _read_fcsv(path: Path) -> pd.DataFrame:
+    """Slicer's fiducial CSV: ``#`` header lines (coordinate system, columns), then one CSV row per point,
+    read with a CSV parser (Slicer quotes a label or description that holds a comma)."""
+    import csv
+
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError:
@@ -109,7 +114,13 @@ def _read_fcsv(path: Path) -> pd.DataFrame:
             continue
         if not line.strip():
             continue
-        fields = line.split(",")
+        try:
+            fields = next(csv.reader([line], skipinitialspace=False, strict=True))
+        except csv.Error as err:
+            raise MarkupsError(f"line {n}: not a CSV row ({err})") from None
+        if len(fields) > len(columns):
+            raise MarkupsError(f"line {n}: {len(fields)} fields, more than the {len(columns)} columns "
+                               f"{', '.join(columns)} (an unquoted comma in a label?)")
         row = dict(zip(columns, fields))
         if not {"x", "y", "z"} <= set(row):
             raise MarkupsError(f"line {n}: {len(fields)} fields; expected the columns {', '.join(columns)}")
@@ -121,6 +132,39 @@ def _read_fcsv(path: Path) -> pd.DataFrame:
     if not labels:
         raise MarkupsError("no control points")
     return _frame(labels, _to_ras(np.asarray(xyz, dtype=float), system))
+
+
+#: the first columns of Slicer's control-point table (Markups module, "Export to table", saved as CSV), by system
+TABLE_HEADERS = {("label", "r", "a", "s"): "RAS", ("label", "l", "p", "s"): "LPS"}
+
+
+def table_system(header) -> str | None:
+    """The coordinate system of a CSV whose header is Slicer's control-point table, else None."""
+    return TABLE_HEADERS.get(tuple(h.strip().lower() for h in header[:4]))
+
+
+def read_table(path: Path, system: str) -> pd.DataFrame:
+    """Slicer's control-point table as a landmark table (labels as identifiers, world RAS mm, as strings)."""
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    df.columns = [c.strip().lower() for c in df.columns]
+    cols = ["r", "a", "s"] if system == "RAS" else ["l", "p", "s"]
+    try:
+        xyz = df[cols].astype(float).to_numpy()
+    except ValueError:
+        bad = next(i for i, r in df.iterrows() if not all(_is_number(r[c]) for c in cols))
+        raise MarkupsError(f"line {int(bad) + 2}: {', '.join(cols)} = {', '.join(repr(df.loc[bad, c]) for c in cols)} "
+                           f"are not numbers") from None
+    if not len(df):
+        raise MarkupsError("no control points (the table has a header and no rows)")
+    return _frame(df["label"], _to_ras(xyz, system))
+
+
+def _is_number(value) -> bool:
+    try:
+        float(value)
+        return True
+    except ValueError:
+        return False
 
 
 def markups_document(ids, xyz_ras, description: str = "", colour=(1.0, 0.5, 0.5), coordinate_system: str = "LPS") -> dict:

@@ -314,7 +314,7 @@ def _landmarks_to_pre(m: Manifest, patient: str, post_to_pre: np.ndarray, shape,
             pts = points_of(lm)
             if tp == "post":
                 pts = spatial.apply_affine(post_to_pre, pts)
-            out = landmarks_frame(lm["landmark"], pts)
+            out = landmarks_frame(lm["landmark"], pts, **({"label": lm["label"]} if "label" in lm else {}))
             inside = spatial.inside_image(pts, affine, shape)
             for lid in out["landmark"][~inside]:
                 warnings.append(f"{tp} landmark {lid} ({ann}) lies outside the preprocessed grid")
