@@ -47,6 +47,31 @@ def _seeds(args) -> None:
     print(seeds.format_table(table))
 
 
+def _brats_export(args) -> None:
+    from .cohort.manifest import load_manifest
+    from .present.brats_export import export_cohort
+
+    written = export_cohort(load_manifest(args.manifest), args.results, args.out, args.method, args.registration)
+    print(f"wrote {len(written)} case(s) to {args.out}: <case>.csv ({args.method}, BraTS-Reg's LPS) and "
+          f"<case>_detj.nii.gz ({args.registration}, on the baseline's grid)")
+
+
+def _init(args) -> None:
+    from pathlib import Path
+
+    from .cohort.manifest import display_path, load_manifest
+    from .cohort.starter import starter_config
+    from .core.files import atomic_path
+
+    out = Path(args.out or Path("config") / f"{Path(args.manifest).stem}.yaml")
+    if out.exists() and not args.force:
+        raise InputError(f"{out}: exists already; choose another --out or add --force to overwrite it")
+    text = starter_config(load_manifest(args.manifest), display_path(Path(args.manifest)))
+    with atomic_path(out) as tmp:
+        Path(tmp).write_text(text)
+    print(f"wrote {out}; check it, then: snakemake --cores N --configfile {out}")
+
+
 def _brats(args) -> None:
     from .io import brats
 
@@ -87,6 +112,27 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for cohort.tsv and the converted landmark files")
     p.add_argument("--annotator", default="expert", help="name given to the landmark files (default: expert)")
     p.set_defaults(func=_brats)
+
+    p = sub.add_parser("brats-export", help="write the results in BraTS-Reg's form (landmark CSV, Jacobian determinant)",
+                       description="Per case of MANIFEST: <case>.csv, the method's landmarks in BraTS-Reg's convention "
+                                   "(Landmark,X,Y,Z in LPS mm), and <case>_detj.nii.gz, the registration's Jacobian "
+                                   "determinant on the grid of the baseline scan as given.")
+    p.add_argument("manifest", type=Path, help="the cohort's manifest (as given to the workflow)")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--results", type=Path, default=Path("."), help="the folder that holds results/ (default .)")
+    p.add_argument("--method", default="consensus", help="whose landmarks (default consensus)")
+    p.add_argument("--registration", default="ants_syn", choices=["ants_syn", "svf"], help="whose Jacobian (default ants_syn)")
+    p.set_defaults(func=_brats_export)
+
+    p = sub.add_parser("init", help="write a commented config for a real cohort from its manifest",
+                       description="Reads MANIFEST and writes a config for it: the modalities every patient has at both "
+                                   "time points, the masks there are and what their absence means, skull stripping "
+                                   "from the images, and the defaults for real cohorts (demo off, PIN off, the careful "
+                                   "ANTs preset), each with its reason as a comment.")
+    p.add_argument("manifest", type=Path)
+    p.add_argument("--out", type=Path, help="the config to write (default config/<manifest name>.yaml)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_init)
 
     p = sub.add_parser("seeds", help="run the workflow once per seed and summarise accuracy over the seeds",
                        description="Runs the workflow of this folder once per seed (--config seed=S; the demo cohort "

@@ -346,3 +346,27 @@ def test_a_seed_run_plans_the_real_workflow_in_its_own_folder_on_the_shared_demo
     assert res.returncode == 0, out[-3000:]
     assert "validate_patient" in out and "make_demo_patient" not in out  # the seed reads the shared demo
     assert (runs.folder(9) / ".snakemake").is_dir() and not (wd / "results" / "seed01").exists()
+
+
+def test_brats_export_round_trips_through_the_reader(tiny_run, tmp_path, monkeypatch, capsys):
+    """Issue 30: results in BraTS-Reg's form: the consensus as BraTS-Reg's LPS CSV (read back by the
+    BraTS-Reg reader to the same RAS points) and ANTs' Jacobian determinant on the baseline's own grid."""
+    from landmarkflow.cli import main
+    from landmarkflow.io.brats import read_brats_landmarks
+
+    monkeypatch.chdir(tiny_run)
+    assert main(["brats-export", "config/cohort.tsv", "--out", str(tmp_path / "out")]) == 0
+    assert "wrote 1 case(s)" in capsys.readouterr().out
+    back = read_brats_landmarks(tmp_path / "out" / "tiny01.csv")
+    consensus = read_landmarks(tiny_run / "results" / "tiny01" / "landmarks" / "consensus.csv")
+    assert back["landmark"].tolist() == consensus["landmark"].tolist()
+    np.testing.assert_allclose(points_of(back), points_of(consensus), atol=1e-4)
+    detj = read_image(tmp_path / "out" / "tiny01_detj.nii.gz")
+    baseline = read_image(tiny_run / "resources" / "demo" / "tiny01" / "pre_t1ce.nii.gz")
+    assert detj.shape == baseline.shape and np.allclose(detj.affine, baseline.affine, atol=1e-4)
+    ants_jac = read_image(tiny_run / "results" / "tiny01" / "ants" / "ants_syn_jacobian.nii.gz")
+    inside = detj.data != 1.0
+    assert 0.2 < inside.mean() < 1.0 and detj.data[0, 0, 0] == 1.0  # 1 outside the preprocessed box
+    assert abs(detj.data[inside].mean() - ants_jac.data.mean()) < 0.05
+    assert main(["brats-export", "config/cohort.tsv", "--out", str(tmp_path / "o2"), "--method", "pin_x"]) == 2
+    assert "pin_x landmarks of tiny01 not found" in capsys.readouterr().err

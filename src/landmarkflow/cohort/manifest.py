@@ -210,7 +210,7 @@ def _resolve_rows(df: pd.DataFrame, path: Path, check_files, problems: list) -> 
                 bad(r.row, f"{p} is not a file")
             elif not os.access(p, os.R_OK):
                 bad(r.row, f"file {p} is not readable")
-        resolved.append(_display_path(p))
+        resolved.append(display_path(p))
     return resolved
 
 
@@ -281,7 +281,7 @@ def patient_rows(m: Manifest, patient: str) -> list[dict]:
     return [{k: (int(v) if k == "row" else str(v)) for k, v in r.items()} for r in rows.to_dict("records")]
 
 
-def _display_path(p: Path) -> str:
+def display_path(p: Path) -> str:
     """Relative to the working directory when inside it (so paths match Snakemake outputs), else absolute."""
     p = Path(os.path.abspath(p))
     try:
