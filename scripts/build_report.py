@@ -29,4 +29,5 @@ with log_to(snakemake.log[0]):  # noqa: F821
         ),
         out_html=snakemake.output.html,  # noqa: F821
         figures_dir=snakemake.output.figures,  # noqa: F821
+        patients_dir=snakemake.output.patients,  # noqa: F821
     )

@@ -274,3 +274,42 @@ def test_benchmark_files_are_read_and_summarised_per_rule(tmp_path):
     svf = table.loc["register_svf"]
     assert (svf["jobs"], svf["mean_s"], svf["min_s"], svf["max_s"], svf["max_rss_mb"], svf["mean_cpu_s"]) == (2, 50.0, 40.0, 60.0, 900.0, 40.0)
     assert table.loc["train_agents", "jobs"] == 1
+
+
+def test_a_page_per_patient_with_the_recommended_and_flagged_landmarks_first(small_cohort, tmp_path, monkeypatch):
+    """Issue 30: beside the cohort report, a page per patient: the consensus with its uncertainty and flag first,
+    the flagged landmarks named; the cohort page links to them, and above LARGE_COHORT patients it no longer
+    embeds every landmark's views."""
+    import shutil
+
+    from landmarkflow.cohort.manifest import load_manifest
+    from landmarkflow.present import report
+
+    manifest, folder = small_cohort
+    shutil.copytree(folder / "p1", folder / "p2")
+    rows = manifest.read_text().splitlines()[1:]
+    with manifest.open("a") as f:
+        f.write("".join(line.replace("P1\t", "P2\t", 1).replace("p1/", "p2/") + "\n" for line in rows))
+    m = load_manifest(manifest)
+    files = _results(tmp_path, m)
+    for patient, flags in (("P1", [0, 1]), ("P2", [0, 0])):
+        ants = read_landmarks(tmp_path / "results" / patient / "landmarks" / "ants_syn.csv")
+        cons = landmarks_frame(ants["landmark"], points_of(ants), uncertainty_mm=[0.4, 2.5], flag=flags,
+                               rule=["agreement", "disagreement"], methods=["ants_syn+svf", "ants_syn"])
+        write_landmarks(cons, tmp_path / "results" / patient / "landmarks" / "consensus.csv")
+        files.append(tmp_path / "results" / patient / "landmarks" / "consensus.csv")
+    out = _outputs(tmp_path)
+    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], (), (), out["rigid"],
+                            out["residuals"], out_check=out["check"])
+    html, pages = tmp_path / "cohort" / "report.html", tmp_path / "cohort" / "patients"
+    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs", pages)
+    assert sorted(p.name for p in pages.iterdir()) == ["P1.html", "P2.html"]
+    text = html.read_text()
+    assert '<a href="patients/P1.html">P1</a>' in text and '<a href="patients/P2.html">P2</a>' in text
+    p1 = (pages / "P1.html").read_text()
+    assert p1.index("Recommended landmarks") < p1.index("flagged by the consensus") < p1.index("Every method")
+    assert "<th>uncertainty_mm</th>" in p1 and "1 landmark(s): 2" in p1 and 'href="../report.html"' in p1
+    assert "Landmarks flagged by the consensus (check them by eye)</h2><p class=\"note\">none" in (pages / "P2.html").read_text()
+    monkeypatch.setattr(report, "LARGE_COHORT", 1)
+    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs", pages)
+    assert "every landmark's views are on the patient pages" in html.read_text()

@@ -36,3 +36,13 @@ def test_report_renders_in_chromium(tiny_run, tmp_path):
     res = subprocess.run([CHROMIUM, *flags, "--window-size=1300,2400", f"--screenshot={shot}", report.as_uri()],
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and shot.stat().st_size > 20_000
+    # the patient's page (issue 30), linked from the cohort page
+    assert 'href="patients/tiny01.html"' in dom.stdout
+    page = tiny_run / "results" / "cohort" / "patients" / "tiny01.html"
+    pdom = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+    assert pdom.returncode == 0, pdom.stderr[-2000:]
+    pstatus = re.search(r'id="render-status"[^>]*data-images-ok="(\d+)"[^>]*data-images="(\d+)"[^>]*data-errors="(\d+)"', pdom.stdout)
+    assert pstatus and pstatus.group(3) == "0" and pstatus.group(1) == pstatus.group(2), pdom.stdout[-500:]
+    recommended = pdom.stdout[pdom.stdout.index('<section id="recommended">'):pdom.stdout.index('<section id="flagged">')]
+    assert "<th>uncertainty_mm</th>" in recommended and "<th>flag</th>" in recommended
+    assert 'href="../report.html"' in pdom.stdout

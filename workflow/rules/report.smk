@@ -26,6 +26,7 @@ rule build_report:
             caption="../report/figures.rst",
             category="Figures",
         ),
+        patients=directory(layout.cohort("patients")),
     params:
         config=REPORT_CONFIG,
         annotator=ANNOTATOR,

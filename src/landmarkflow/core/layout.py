@@ -38,7 +38,7 @@ FINE = "fine"
 #: the files of the cohort stages, by name
 COHORT_FILES = ("manifest.tsv", "warnings.tsv", "errors.tsv", "summary.tsv", "predictions.tsv", "rigid_fit.tsv",
                 "rigid_residuals.tsv", "landmarks_to_check.tsv", "summary_by_cavity.tsv", "radiomics.tsv", "radiomics_summary.tsv", "report.html",
-                "figures")
+                "figures", "patients")
 
 
 # ----------------------------------------------------------------------------- per patient

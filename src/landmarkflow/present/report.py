@@ -22,10 +22,11 @@ import pandas as pd
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout, methods
 from ..core.device import read_device_warning
-from ..core.files import atomic_path
+from ..core.files import atomic_dir, atomic_path
 from ..core.methods import sort_key, sort_methods
 from ..evaluate.benchmarks import read_benchmarks, summarise_benchmarks
 from ..evaluate.metrics import ERROR_COLUMNS, experimental, ground_truth
+from ..io.landmarks import read_landmarks
 from . import figures
 from .figures import png_file_uri, png_uri
 
@@ -370,20 +371,78 @@ def _config_section(config: dict) -> str:
 
 
 def _page(m, sections: list[tuple[str, str, str]], manifest_name: str) -> str:
+    return _html("Landmark redetection report", "Landmark redetection: cohort report",
+                 f"{len(m.patients)} patient(s), manifest {html.escape(manifest_name)}", sections)
+
+
+def _html(title: str, heading: str, note: str, sections: list[tuple[str, str, str]], before: str = "") -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<a href="#{sid}">{html.escape(title.split(" (")[0])}</a>' for sid, title, _ in sections)
-    parts = [f'<section id="{sid}"><h2>{html.escape(title)}</h2>{body}</section>' for sid, title, body in sections]
+    nav = "".join(f'<a href="#{sid}">{html.escape(t.split(" (")[0])}</a>' for sid, t, _ in sections)
+    parts = [f'<section id="{sid}"><h2>{html.escape(t)}</h2>{body}</section>' for sid, t, body in sections]
     return (
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Landmark redetection report</title>"
-        f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>"
-        f"<h1>Landmark redetection: cohort report</h1><p class=\"note\">{len(m.patients)} patient(s), manifest {html.escape(manifest_name)}, built {now}. "
+        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
+        f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>{before}"
+        f"<h1>{html.escape(heading)}</h1><p class=\"note\">{note}, built {now}. "
         "All coordinates are pre-operative world RAS mm.</p>"
         f'<nav>{nav}</nav>{"".join(parts)}<p id="render-status" class="note">rendering</p></body></html>'
     )
 
 
-def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -> None:
-    """Write the cohort report (and its figures as PNG files under ``figures_dir``) from exactly ``inputs``."""
+#: above this many patients the cohort page links to the patient pages instead of showing every landmark's views
+LARGE_COHORT = 10
+
+
+def _consensus_tables(inputs: ReportInputs) -> dict:
+    """The consensus landmarks of every patient that has them (the recommended file, with labels if any)."""
+    return {k["patient"]: read_landmarks(f) for k, f in inputs.of_kind("landmarks") if k["method"] == "consensus"}
+
+
+def _patient_page(patient: str, consensus, check: pd.DataFrame | None, pred: pd.DataFrame, fig5: dict) -> str:
+    """One patient's page: the recommended landmarks with uncertainty and flag first, then the flagged ones
+    (or, without a consensus, those with warning signs) with their three views, then every prediction."""
+    mine = pred[pred["patient"] == patient]
+    if consensus is not None:
+        cols = [c for c in ("landmark", "label", "x", "y", "z", "uncertainty_mm", "flag", "rule", "methods") if c in consensus]
+        recommended = _table(consensus[cols], 2)
+        flagged = [str(lm) for lm, f in zip(consensus["landmark"], consensus["flag"]) if str(f) == "1"]
+        why = "flagged by the consensus (check them by eye)"
+    else:
+        recommended = '<p class="note">The consensus is not part of this run (consensus.activate: false).</p>'
+        rows = check[check["patient"] == patient] if check is not None else pd.DataFrame()
+        flagged = [str(lm) for lm, w in zip(rows.get("landmark", []), rows.get("warning_signs", [])) if w > 0]
+        why = "with warning signs (landmarks_to_check.tsv)"
+    listed = (f'<p class="warn">{len(flagged)} landmark(s): {html.escape(", ".join(flagged))}</p>' if flagged
+              else '<p class="note">none</p>')
+    views = "".join(f'<h3>landmark {html.escape(lm)}</h3><img id="{_anchor(patient, lm)}" alt="{html.escape(patient)} '
+                    f'landmark {html.escape(lm)}" src="{fig5[(patient, lm)]}">' for lm in flagged if (patient, lm) in fig5)
+    sections = [
+        ("recommended", "Recommended landmarks (consensus.csv)", recommended),
+        ("flagged", f"Landmarks {why}", listed + views),
+        ("predictions", "Every method's prediction", _table(mine.drop(columns="patient"))),
+    ]
+    back = '<p class="note"><a href="../report.html">the cohort report</a></p>'
+    return _html(f"{patient}: landmark redetection", f"Patient {patient}", f"{mine['landmark'].nunique()} landmark(s)",
+                 sections, before=back)
+
+
+def _patients_section(m, consensus: dict, check: pd.DataFrame | None, folder: str) -> str:
+    """A row per patient: its landmarks, flagged ones, warning signs, and the link to its page."""
+    rows = []
+    for patient in m.patients:
+        c = consensus.get(patient)
+        w = check[check["patient"] == patient] if check is not None else pd.DataFrame()
+        rows.append({"patient": f'<a href="{folder}/{patient}.html">{html.escape(patient)}</a>',
+                     "landmarks": len(c) if c is not None else (len(w) or ""),
+                     "flagged": int(c["flag"].astype(int).sum()) if c is not None else "",
+                     "with warning signs": int((w["warning_signs"] > 0).sum()) if len(w) else 0})
+    return ('<p class="note">Each patient\'s page: the recommended landmarks with their uncertainty and flag, '
+            "and the flagged ones with their three views.</p>" + _table(pd.DataFrame(rows), escape=False))
+
+
+def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir, patients_dir=None) -> None:
+    """Write the cohort report (and its figures as PNG files under ``figures_dir``) from exactly ``inputs``,
+    and, with ``patients_dir``, a page per patient there (``<patient>.html``), linked from the cohort page.
+    Above :data:`LARGE_COHORT` patients the cohort page links to them instead of showing every landmark."""
     figures_dir = Path(figures_dir)
     summ = pd.read_csv(inputs.summary, sep="\t")
     err = pd.read_csv(inputs.errors, sep="\t", dtype={"landmark": str})
@@ -392,13 +451,20 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -
     bands = pd.read_csv(inputs.bands, sep="\t") if inputs.bands else None
     truth = {(r.patient, str(r.landmark)): np.array([r.x, r.y, r.z]) for r in ground_truth(m).itertuples()}
     fig5 = _landmark_figures(m, pred, truth, inputs, figures_dir)
+    consensus = _consensus_tables(inputs)
+    large = patients_dir is not None and len(m.patients) > LARGE_COHORT
+    folder = Path(patients_dir).name if patients_dir is not None else None
     rigid_warnings: list[str] = []
     sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands))]
+    if patients_dir is not None:
+        sections.append(("patients", "Patients", _patients_section(m, consensus, check, folder)))
     if (errors := _errors_section(err, figures_dir)) is not None:
         sections.append(("errors", "Errors per method (Fig. 4)", errors))
+    landmarks = (f'<p class="note">{len(m.patients)} patients: every landmark\'s views are on the patient pages '
+                 '(section "Patients"); the figures are also in <code>figures/</code>.</p>') if large else _landmarks_section(fig5)
     sections += [
         ("predictions", "Predictions and disagreement (pre-op world, RAS mm)", _predictions_section(pred)),
-        ("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", _landmarks_section(fig5)),
+        ("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", landmarks),
         ("training", "Training curves (agents and PIN)", _training_section(m, inputs, figures_dir)),
         ("pin", "PIN against the agents", _pin_section(summ, inputs)),
         ("rigid", "Landmark-based rigid fit", _rigid_section(inputs, rigid_warnings)),
@@ -408,5 +474,10 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir) -
         ("warnings", "Warnings", _warnings_section(m, inputs, pred, rigid_warnings)),
         ("config", "Configuration and software", _config_section(config)),
     ]
+    if patients_dir is not None:
+        with atomic_dir(patients_dir) as tmp:
+            for patient in m.patients:
+                (Path(tmp) / f"{patient}.html").write_text(
+                    _patient_page(patient, consensus.get(patient), check, pred, fig5), encoding="utf-8")
     with atomic_path(out_html) as tmp:
         Path(tmp).write_text(_page(m, sections, str(config.get("cohort", m.source))), encoding="utf-8")
