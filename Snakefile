@@ -2,7 +2,7 @@
 # Run: snakemake --cores N  (see README.md); configuration: config/config.yaml, config/README.md.
 from snakemake.utils import min_version
 
-min_version("9.0")
+min_version("9.27")  # the version the tests run (constraints.txt: 9.27.1)
 
 
 configfile: "config/config.yaml"
