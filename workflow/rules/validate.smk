@@ -2,7 +2,7 @@
 # depends on that patient's files and rows only (adding a patient reruns nothing of the others).
 
 
-checkpoint validate_patient:
+rule validate_patient:
     input:
         files=patient_files,
     output:
