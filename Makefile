@@ -21,6 +21,8 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt --no-build-isolation pyradiomics
 	$(BIN)/pip install -q -c constraints.txt antspyx
 	$(BIN)/pip install -q -c constraints.txt -e '.[agents,ants,workflow,test]'
+	# the SLURM executor without its numpy floor (see constraints.txt; a test checks its other requirements)
+	$(BIN)/pip install -q -c constraints.txt --no-deps snakemake-executor-plugin-slurm
 	touch $@
 
 env: $(VENV)/.installed

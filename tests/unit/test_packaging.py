@@ -38,7 +38,38 @@ def test_dependencies_are_what_the_library_imports():
     assert declared == {DISTRIBUTIONS[n] for n in imported}
     # the controller is not a dependency of the library
     assert not {_name(r) for r in project["dependencies"]} & {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema"}
-    assert {"snakemake", "snakemake-executor-plugin-slurm"} <= {_name(r) for r in extras["workflow"]}
+    assert {"snakemake", "snakemake-executor-plugin-slurm-jobstep"} <= {_name(r) for r in extras["workflow"]}
+    assert {_name(r) for r in extras["slurm"]} == {"snakemake-executor-plugin-slurm"}
+
+
+def test_the_slurm_plugin_is_the_pinned_one_and_has_what_it_needs_but_the_numpy_floor():
+    """Issue 30: the SLURM executor plugin at its newest version, installed without its dependencies; every
+    requirement it declares is met, except its numpy floor, which it does not need (it uses np.inf only)."""
+    import importlib
+    import importlib.metadata as md
+
+    from packaging.requirements import Requirement
+
+    pins = dict(line.split("==") for line in (ROOT / "constraints.txt").read_text().splitlines()
+                if "==" in line and not line.startswith("#"))
+    assert md.version("snakemake-executor-plugin-slurm") == pins["snakemake-executor-plugin-slurm"]
+    unmet = []
+    for text in md.requires("snakemake-executor-plugin-slurm") or []:
+        req = Requirement(text)
+        if req.marker is not None and not req.marker.evaluate():
+            continue
+        try:
+            have = md.version(req.name)
+        except md.PackageNotFoundError:
+            unmet.append(f"{req} (missing)")
+            continue
+        if not req.specifier.contains(have, prereleases=True) and req.name != "numpy":
+            unmet.append(f"{req} (have {have})")
+    assert not unmet, unmet
+    plugin = (Path(md.distribution("snakemake-executor-plugin-slurm").locate_file("snakemake_executor_plugin_slurm")))
+    uses = {m for f in plugin.rglob("*.py") for m in re.findall(r"\bnp\.(\w+)", f.read_text())}
+    assert uses <= {"inf", "nan", "isnan", "isinf"}, uses  # what a numpy below its floor provides alike
+    importlib.import_module("snakemake_executor_plugin_slurm")  # it imports with this numpy
 
 
 def test_one_version_string():
@@ -50,3 +81,13 @@ def test_one_version_string():
     assert "version" not in project and "version" in project["dynamic"]
     assert importlib.metadata.version("landmarkflow") == landmarkflow.__version__
     assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License") and project["license"] == "Apache-2.0"
+
+
+def test_the_citation_file_states_the_version_and_licence():
+    import yaml
+
+    import landmarkflow
+
+    cff = yaml.safe_load((ROOT / "CITATION.cff").read_text())
+    assert cff["cff-version"] == "1.2.0" and cff["version"] == landmarkflow.__version__
+    assert cff["license"] == "Apache-2.0" and cff["title"].startswith("landmarkflow")
