@@ -106,17 +106,19 @@ def test_the_next_writer_removes_what_a_killed_writer_left(tmp_path):
     from landmarkflow.core.files import atomic_dir, write_table
     import pandas as pd
 
-    stale = [tmp_path / ".out.tsv.k3j_x.part.tsv", tmp_path / ".models.a1b2.part", tmp_path / ".models.c3d4.old"]
+    stale = [tmp_path / ".out.tsv.k3j_x9ab.part.tsv", tmp_path / ".models.a1b2c3d4.part", tmp_path / ".models.c3d4e5f6.old"]
     stale[0].write_text("half")
     for folder in stale[1:]:
         folder.mkdir()
         (folder / "1.pt").write_text("half")
-    other = tmp_path / ".other.tsv.zz.part.tsv"
-    other.write_text("another output's")
+    others = [tmp_path / ".other.tsv.zz12ab34.part.tsv",  # another output's
+              tmp_path / ".models.resume.pt.ab12cd34.part.pt"]  # the temporary file of models.resume.pt, not of models
+    for other in others:
+        other.write_text("another output's")
     write_table(pd.DataFrame({"a": [1]}), tmp_path / "out.tsv")
     with atomic_dir(tmp_path / "models") as tmp:
         (tmp / "1.pt").write_text("whole")
-    assert not any(p.exists() for p in stale) and other.exists()
+    assert not any(p.exists() for p in stale) and all(other.exists() for other in others)
     assert (tmp_path / "models" / "1.pt").read_text() == "whole" and (tmp_path / "out.tsv").exists()
 
 

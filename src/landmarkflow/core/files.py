@@ -64,16 +64,22 @@ def atomic_dir(path):
 
 
 def _remove_stale(path: Path) -> None:
-    """Remove the temporary files and folders a killed writer of ``path`` left beside it."""
-    import glob
+    """Remove the temporary files and folders a killed writer of ``path`` left beside it: exactly the names
+    :func:`atomic_path` and :func:`atomic_dir` make for it (``.<name>.<8 random characters>.part...`` and
+    ``.old``), so that no other output's temporary file can match."""
+    import re
 
-    for stale in glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.part*")) + \
-            glob.glob(os.path.join(glob.escape(str(path.parent)), f".{glob.escape(path.name)}.*.old")):
-        if os.path.isdir(stale) and not os.path.islink(stale):
+    if not path.parent.is_dir():
+        return
+    own = re.compile(rf"\.{re.escape(path.name)}\.[A-Za-z0-9_]{{8}}\.(part.*|old)")
+    for stale in path.parent.iterdir():
+        if not own.fullmatch(stale.name):
+            continue
+        if stale.is_dir() and not stale.is_symlink():
             shutil.rmtree(stale, ignore_errors=True)
         else:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(stale)
+                stale.unlink()
 
 
 def _umask() -> int:
