@@ -102,3 +102,15 @@ def test_a_failed_seed_run_stops_with_its_seed(tmp_path):
     with pytest.raises(RuntimeError, match="seed 7 failed"):
         seeds.run_seeds([7], snakemake="false", configfile="config.yaml", workdir=wd)
     assert not (wd / "results" / "seeds" / "summary.tsv").exists()
+
+
+def test_a_users_config_is_merged_over_the_workflows_as_a_plain_run_does(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("cohort: config/cohort.tsv\ndemo: {activate: false}\nagent: {patch: 17}\n")
+    (tmp_path / "my.yaml").write_text("agent: {updates: 5}\n")
+    runs = seeds.SeedRuns(configfile="my.yaml", workdir=tmp_path, snakemake="snakemake")
+    i = runs.common.index("--configfile")
+    assert runs.common[i + 1:i + 3] == [str(tmp_path / "config" / "config.yaml"), str(tmp_path / "my.yaml")]
+    assert runs.settings["agent"]["patch"] == 17 and runs.settings["agent"]["updates"] == 5 and runs.demo() is None
+    assert f"cohort={tmp_path / 'config' / 'cohort.tsv'}" in runs.command(3) and "seed=3" in runs.command(3)
+    assert seeds.SeedRuns(workdir=tmp_path, snakemake="snakemake").common.count(str(tmp_path / "config" / "config.yaml")) == 1

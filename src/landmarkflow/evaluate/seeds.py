@@ -73,12 +73,20 @@ class SeedRuns:
                  snakefile="Snakefile", workdir=".", snakemake: str | None = None):
         self.workdir = Path(workdir).resolve()
         self.out = (self.workdir / out).resolve()
+        snakefile = (self.workdir / snakefile).resolve()
         configfile = (self.workdir / configfile).resolve()
-        self.settings = complete(yaml.safe_load(existing_file(configfile, "config file").read_text()) or {})
+        # a plain run merges the given config over the workflow's config/config.yaml (its configfile:
+        # directive, relative to the working folder, which a seed's folder lacks): name both, in that order
+        base = self.workdir / "config" / "config.yaml"
+        files = [base.resolve()] if base.exists() and base.resolve() != configfile else []
+        files.append(configfile)
+        settings: dict = {}
+        for f in files:
+            _merge(settings, yaml.safe_load(existing_file(f, "config file").read_text()) or {})
+        self.settings = complete(settings)
         exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
         self.args, extra = _split_config(snakemake_args)
-        self.common = [exe, "--snakefile", str((self.workdir / snakefile).resolve()), "--configfile", str(configfile),
-                       "--cores", str(cores)]
+        self.common = [exe, "--snakefile", str(snakefile), "--configfile", *map(str, files), "--cores", str(cores)]
         self.config = ["cohort=" + str((self.workdir / self.settings["cohort"]).resolve()), *extra]
 
     def demo(self) -> list | None:
@@ -129,6 +137,16 @@ def run_seeds(seeds, cores: int = 2, snakemake_args=(), out="results/seeds", con
     table = aggregate({seed: runs.summary(seed) for seed in seeds})
     write_table(table, runs.out / "summary.tsv", float_format="%.4f")
     return table
+
+
+def _merge(into: dict, new: dict) -> dict:
+    """``new`` merged into ``into``, sections key by key (as Snakemake merges config files)."""
+    for key, value in new.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+    return into
 
 
 def _split_config(args) -> tuple[list, list]:
