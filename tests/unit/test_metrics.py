@@ -313,3 +313,20 @@ def test_a_page_per_patient_with_the_recommended_and_flagged_landmarks_first(sma
     monkeypatch.setattr(report, "LARGE_COHORT", 1)
     report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs", pages)
     assert "every landmark's views are on the patient pages" in html.read_text()
+
+
+def test_predictions_show_the_users_labels_for_every_method(small_cohort, tmp_path):
+    """Issue 30: a label such as "Point 1" (identified as Point_1) appears beside every method's prediction."""
+    from landmarkflow.cohort.manifest import load_manifest
+
+    manifest, _ = small_cohort
+    m = load_manifest(manifest)
+    files = _results(tmp_path, m)
+    ident = read_landmarks(files[0])
+    ident["label"] = ["left pole", "ACA, right"]
+    write_landmarks(ident, files[0])
+    pred = metrics.collect_predictions(m, files)
+    assert list(pred.columns[:3]) == ["patient", "landmark", "label"]
+    by = pred.set_index(["method", "landmark"])["label"]
+    assert by[("ants_syn", "1")] == "left pole" and by[("agent_baseline", "2")] == "ACA, right"
+    assert "label" not in metrics.collect_predictions(m, files[1:]).columns  # no labels given: no column

@@ -34,7 +34,8 @@ PRED_COLUMNS = ["patient", "landmark", "method", "x", "y", "z", "spread_mm", "fa
 def collect_predictions(m: Manifest, landmark_files) -> pd.DataFrame:
     """The given ``results/<patient>/landmarks/<method>.csv`` files (and no others) as one tidy table, plus the
     manifest's extra pre-op raters. Columns: patient, landmark, method, x, y, z, spread_mm, fallback and the
-    consensus's uncertainty_mm and flag (NaN for the other methods)."""
+    consensus's uncertainty_mm and flag (NaN for the other methods); with ``label`` after ``landmark`` when a
+    file gives the users' labels (``identity.csv`` does for labels that are not identifiers), for every method."""
     frames = []
     for csv in landmark_files:
         key = layout.parse(csv)
@@ -57,7 +58,13 @@ def collect_predictions(m: Manifest, landmark_files) -> pd.DataFrame:
     out = pd.concat(frames, ignore_index=True)
     for col in PRED_COLUMNS[6:]:
         out[col] = pd.to_numeric(out[col], errors="coerce") if col in out.columns else np.nan
+    labels = {}
+    if "label" in out.columns:  # the users' labels ("Point 1") of identifiers that are not the label itself
+        known = out.dropna(subset=["label"])
+        labels = dict(zip(zip(known["patient"], known["landmark"]), known["label"]))
     out = out[PRED_COLUMNS]
+    if labels:
+        out.insert(2, "label", [labels.get(k, "") for k in zip(out["patient"], out["landmark"])])
     order = {p: i for i, p in enumerate(m.patients)}
     return out.sort_values(["patient", "method"], key=lambda c: c.map(order) if c.name == "patient" else c.map(sort_key),
                            kind="stable").reset_index(drop=True)
