@@ -6,10 +6,10 @@
 Every patient of a cohort of N is a folder of symbolic links to one demo patient (made once in
 WORKDIR/demo). Per N, in WORKDIR/n<N>/ with the default config (demo off, the cohort named there):
 
-1. ``snakemake -n`` before any job ran: parsing, manifest checks, the DAG up to the validation checkpoint;
-2. the validation jobs (``--until validate_cohort``): one job per patient, timed as a whole;
-3. ``snakemake -n`` again, after validation: Snakemake now re-evaluates the checkpoint of every patient
-   and plans the whole DAG.
+1. ``snakemake -n`` before any job ran: parsing, manifest checks, the whole plan;
+2. the validation jobs (``--until validate_cohort``): one job per patient, timed as a whole (when
+   ``validate_patient`` was a checkpoint, Snakemake re-planned after each of them);
+3. ``snakemake -n`` again, after validation.
 
 It prints, per N and step, the wall-clock seconds, the seconds per patient and the peak resident memory
 of the Snakemake process (polled every 50 ms), and the growth between sizes: a factor per patient near 1
@@ -67,16 +67,20 @@ def make_cohort(workdir: Path, n: int, demo: Path, label: str = "") -> Path:
 
 def timed(cmd) -> tuple[float, float, str]:
     """(seconds, peak resident MB of the process, its output's last line) of a command."""
+    import tempfile
+
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    ps, peak = psutil.Process(proc.pid), 0
-    while proc.poll() is None:
-        try:
-            peak = max(peak, ps.memory_info().rss)
-        except psutil.NoSuchProcess:
-            break
-        time.sleep(0.05)
-    out = proc.stdout.read()
+    with tempfile.TemporaryFile("w+") as log:  # a file, not a pipe: a long output cannot block the process
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, text=True)
+        ps, peak = psutil.Process(proc.pid), 0
+        while proc.poll() is None:
+            try:
+                peak = max(peak, ps.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.05)
+        log.seek(0)
+        out = log.read()
     seconds = time.perf_counter() - t0
     if proc.returncode:
         raise SystemExit(f"{' '.join(cmd)} failed (exit {proc.returncode}):\n{out[-3000:]}")

@@ -44,3 +44,12 @@ def test_no_gpu_anywhere_is_no_warning(monkeypatch, caplog, tmp_path):
 def test_an_explicit_cuda_device_pytorch_cannot_use_is_an_error_that_says_why():
     with pytest.raises(InputError, match=r"device cuda:0 was asked for but PyTorch .* cannot use it .*install the CUDA build"):
         device.pick_device("cuda:0")
+
+
+def test_a_job_told_to_use_the_cpu_does_not_warn(monkeypatch, caplog):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
+    with caplog.at_level(logging.WARNING):
+        assert device.setup_device("cpu", 1).type == "cpu"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # set and empty: this job may use no GPU, whatever the node has
+    assert device.visible_gpus() == ""

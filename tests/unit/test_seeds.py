@@ -114,3 +114,15 @@ def test_a_users_config_is_merged_over_the_workflows_as_a_plain_run_does(tmp_pat
     assert runs.settings["agent"]["patch"] == 17 and runs.settings["agent"]["updates"] == 5 and runs.demo() is None
     assert f"cohort={tmp_path / 'config' / 'cohort.tsv'}" in runs.command(3) and "seed=3" in runs.command(3)
     assert seeds.SeedRuns(workdir=tmp_path, snakemake="snakemake").common.count(str(tmp_path / "config" / "config.yaml")) == 1
+
+
+def test_snakemake_arguments_and_targets_stay_out_of_the_runs_config(tmp_path):
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text("cohort: c.tsv\n")
+    (tmp_path / "config" / "radiomics.yaml").write_text("{}\n")
+    runs = seeds.SeedRuns(snakemake_args=["--config", "x=1", "all", "-p"], workdir=tmp_path, snakemake="snakemake")
+    cmd = runs.command(4)
+    config = cmd[cmd.index("--config") + 1:]
+    assert config == ["seed=4", f"cohort={tmp_path / 'c.tsv'}",
+                      'radiomics={"params": "' + str(tmp_path / "config" / "radiomics.yaml") + '"}', "x=1"]
+    assert cmd.index("all") < cmd.index("--config") and "-p" in cmd[:cmd.index("--config")]

@@ -9,6 +9,8 @@ follows from their absence, whether the scans look skull-stripped) and the defau
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 
 from ..core.config import default
@@ -35,8 +37,8 @@ def starter_config(m: Manifest, cohort_path: str) -> str:
     order = default(None, "reference_modality")
     common.sort(key=lambda mod: (order.index(mod) if mod in order else len(order), mod))
     channels = common[:2]
-    has = {name: [p for p in patients if m.path(p, tp, "mask", name) is not None]
-           for tp, name in [("pre", "brain"), ("post", "brain"), *[(tp, n) for tp, n in LESIONS.items()]]}
+    has = {name: [p for p in patients if m.path(p, tp, "mask", name) is not None] for tp, name in LESIONS.items()}
+    has["brain"] = [p for p in patients if all(m.path(p, tp, "mask", "brain") is not None for tp in ("pre", "post"))]
     n = len(patients)
     probes = [(p, m.images(p, "pre")[common[0]]) for p in patients[:PROBE_PATIENTS]] if common else []
     shares = [(p, background_share(path)) for p, path in probes]
@@ -49,7 +51,7 @@ def starter_config(m: Manifest, cohort_path: str) -> str:
     lines = [
         f"# Config for the cohort {cohort_path}: written by `landmarkflow init` from its manifest",
         f"# ({n} patient(s)). Run: snakemake --cores N --configfile <this file>. Every key: config/README.md.",
-        f"cohort: {cohort_path}",
+        f"cohort: {json.dumps(cohort_path)}",
         "seed: 42                    # the same seed on the CPU gives the same landmarks",
         "demo:",
         "  activate: false           # a real cohort: nothing is generated",
@@ -61,7 +63,7 @@ def starter_config(m: Manifest, cohort_path: str) -> str:
     else:
         brains = count("brain")
         lines.append(f"  skull_strip: auto         # whole-head scans ({share_text or 'no image'} of the voxels at the "
-                     f"minimum): the manifest's brain masks where given ({brains}), else an atlas-based mask")
+                     f"minimum): the manifest's brain masks where given (both time points: {brains}), else an atlas-based mask")
     lines += [
         "agent:",
         f"  modalities: [{', '.join(channels)}]".ljust(28)

@@ -20,13 +20,10 @@ def visible_gpus() -> str:
     """What says that this job has a GPU, whatever PyTorch can do with it ("" when nothing does): a
     ``CUDA_VISIBLE_DEVICES`` that names devices (Snakemake's and SLURM's GPU jobs set it), SLURM's GPU
     variables, or an NVIDIA device file."""
-    signs = []
     cvd = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if cvd and cvd.strip() not in ("-1", "NoDevFiles", ""):
-        signs.append(f"CUDA_VISIBLE_DEVICES={cvd}")
-    for var in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS"):
-        if os.environ.get(var):
-            signs.append(f"{var}={os.environ[var]}")
+    if cvd is not None:  # set, even empty: it says which GPUs this job may use, whatever the node has
+        return f"CUDA_VISIBLE_DEVICES={cvd}" if cvd.strip() not in ("-1", "NoDevFiles", "") else ""
+    signs = [f"{var}={os.environ[var]}" for var in ("SLURM_JOB_GPUS", "SLURM_STEP_GPUS") if os.environ.get(var)]
     if Path("/dev/nvidia0").exists():
         signs.append("/dev/nvidia0")
     return ", ".join(signs)
@@ -35,7 +32,7 @@ def visible_gpus() -> str:
 def gpu_problem(requested: str, torch) -> str:
     """Why a GPU that was asked for (``requested`` cuda) or is visible (:func:`visible_gpus`) goes unused,
     else ""."""
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() or requested == "cpu":  # a job told to use the CPU does what it was told
         return ""
     visible = visible_gpus()
     if not (requested.startswith("cuda") or visible):

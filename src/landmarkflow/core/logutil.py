@@ -25,6 +25,7 @@ class Stopped(SystemExit):
 
 
 def _stop(signum, frame):
+    signal.signal(signum, signal.SIG_IGN)  # a second SIGTERM must not interrupt the clean-up
     raise Stopped(signum)
 
 
@@ -35,8 +36,9 @@ def log_to(path, level=logging.INFO):
     The package's warnings go to standard error too, so that they reach the console. Bad input
     (:class:`~landmarkflow.core.errors.InputError`) is the user's to fix, not a bug: its message is written
     once, to the log and to standard error, without a traceback, and the job exits with status 1. SIGTERM
-    stops the job where it is (:class:`Stopped`): its temporary outputs are removed, the log says so in one
-    line, and the job exits with 128 + 15. (SIGKILL leaves temporary files, which the next writer of the
+    stops the job at the next Python instruction (:class:`Stopped`; a long call into C, such as an ANTs
+    registration, finishes first): its temporary outputs are removed, the log says so in one line, and the
+    job exits with 128 + 15. (SIGKILL leaves temporary files, which the next writer of the
     same output removes: :func:`~landmarkflow.core.files.atomic_path`.)
     """
     Path(path).parent.mkdir(parents=True, exist_ok=True)

@@ -157,7 +157,8 @@ def _without_registration(g: np.ndarray, start, cfg: ConsensusConfig) -> Decisio
 
 
 def build_consensus(landmark_files: dict, start_csv, cfg: ConsensusConfig, out_csv) -> pd.DataFrame:
-    """Write ``landmarks/consensus.csv`` (``landmark,x,y,z,uncertainty_mm,flag,rule,methods``) from the
+    """Write ``landmarks/consensus.csv`` (``landmark,x,y,z,uncertainty_mm,flag,rule,methods``, and ``label``
+    when the start positions carry the users' labels) from the
     methods' landmark files (``{method: path}``; those not in the config are ignored, missing ones are
     absent) and the rigidly aligned start positions ``start_csv`` (``identity.csv``)."""
     start = read_landmarks(start_csv)

@@ -10,6 +10,7 @@ their min-max range.
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 import sys
@@ -56,11 +57,6 @@ def aggregate(summaries: dict) -> pd.DataFrame:
     return sort_methods(pd.DataFrame(rows, columns=COLUMNS))
 
 
-def seed_folder(out, seed) -> Path:
-    """The working folder of one seed's run: its own ``results/``, Snakemake metadata and lock."""
-    return Path(out) / f"seed-{int(seed)}"
-
-
 class SeedRuns:
     """The command lines of a study over seeds: the demo cohort once, then one run per seed, each in its own
     working folder ``OUT/seed-<S>/`` (Snakemake's ``--directory``: its own ``results/``, metadata and lock).
@@ -87,23 +83,28 @@ class SeedRuns:
         exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
         self.args, extra = _split_config(snakemake_args)
         self.common = [exe, "--snakefile", str(snakefile), "--configfile", *map(str, files), "--cores", str(cores)]
-        self.config = ["cohort=" + str((self.workdir / self.settings["cohort"]).resolve()), *extra]
+        # the config's paths are relative to the folder a plain run works in: absolute for the seeds' folders
+        self.config = [f"cohort={(self.workdir / self.settings['cohort']).resolve()}"]
+        params = self.workdir / self.settings["radiomics"]["params"]
+        if params.exists():  # (Snakemake merges a section given on the command line into the config's)
+            self.config.append("radiomics=" + json.dumps({"params": str(params.resolve())}))
+        self.config += extra
 
     def demo(self) -> list | None:
         """The command that makes the demo cohort's files in ``workdir`` (None when the demo is off): every
         seed's run then reads the same files."""
         if not self.settings["demo"]["activate"]:
             return None
-        return [*self.common, "--directory", str(self.workdir), "--config", *self.config, "--until", "make_demo_patient",
-                *self.args]
+        return [*self.common, *self.args, "--directory", str(self.workdir), "--until", "make_demo_patient",
+                "--config", *self.config]
 
     def folder(self, seed) -> Path:
         """The working folder of one seed's run."""
         return self.out / f"seed-{int(seed)}"
 
     def command(self, seed) -> list:
-        return [*self.common, "--directory", str(self.folder(seed)), "--config", f"seed={int(seed)}", *self.config,
-                *self.args]
+        return [*self.common, *self.args, "--directory", str(self.folder(seed)), "--config", f"seed={int(seed)}",
+                *self.config]
 
     def summary(self, seed) -> Path:
         return self.folder(seed) / layout.cohort("summary.tsv")
@@ -156,7 +157,7 @@ def _split_config(args) -> tuple[list, list]:
     for arg in args:
         if arg in ("--config", "-C"):
             inside = True
-        elif inside and not arg.startswith("-"):
+        elif inside and not arg.startswith("-") and "=" in arg:
             if arg.split("=", 1)[0] in ("seed", "cohort"):
                 raise InputError(f"--config {arg}: landmarkflow seeds sets seed and cohort itself "
                                  "(give the cohort in the config file, the seeds with --seeds)")

@@ -1,8 +1,9 @@
 """3D Slicer's landmark files: markups JSON (``.mrk.json``), the legacy fiducial CSV (``.fcsv``) and the
 control-point table the Markups module exports as CSV (``label,r,a,s`` or ``label,l,p,s``).
 
-Both state their coordinate system: LPS in files of Slicer 5 and later, RAS in older ones (an
-``.fcsv`` without a ``CoordinateSystem`` line is RAS, ``0`` means RAS and ``1`` LPS). Points are
+Each states its coordinate system: LPS in files of Slicer 5 and later, RAS in older ones (an
+``.fcsv`` without a ``CoordinateSystem`` line is RAS, ``0`` means RAS and ``1`` LPS; the table by its
+column names). Points are
 converted to the project's world RAS mm by :mod:`.spatial`, the control-point labels become the
 landmark identifiers. :func:`landmarkflow.io.landmarks.read_landmarks` reads these files as it reads the
 project's CSV, so a manifest may name them directly; :func:`write_markups` writes a landmark table as one.

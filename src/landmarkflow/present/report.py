@@ -218,7 +218,7 @@ def _bands_table(bands: pd.DataFrame | None) -> str:
 
 
 def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict,
-                     bands: pd.DataFrame | None = None) -> str:
+                     bands: pd.DataFrame | None = None, pages: str | None = None) -> str:
     """The summary: the error table where there is ground truth, plainly said where there is none, what is
     known without it (shift, disagreement, spread, fallbacks, Jacobian), and the landmarks to check first."""
     with_truth = set(err["patient"]) if len(err) else set()
@@ -253,7 +253,8 @@ def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFra
     if check is None or check.empty:
         return body
     rows = check.copy()
-    rows.insert(0, "view", [f'<a href="#{_anchor(p, lm)}">Fig. 5</a>' if (p, lm) in fig5 else ""
+    page = (lambda p: f"{pages}/{p}.html") if pages else (lambda p: "")  # large cohorts: the views are on the patient pages
+    rows.insert(0, "view", [f'<a href="{page(p)}#{_anchor(p, lm)}">Fig. 5</a>' if (p, lm) in fig5 else ""
                             for p, lm in zip(rows["patient"], rows["landmark"])])
     body += ("<h3>Landmarks to check first</h3><p class=\"note\">Every landmark, the most doubtful on top: warning signs "
              "are a fallback, a method off the landmark-based rigid fit, and a median disagreement above the rigid-fit "
@@ -413,11 +414,15 @@ def _patient_page(patient: str, consensus, check: pd.DataFrame | None, pred: pd.
         why = "with warning signs (landmarks_to_check.tsv)"
     listed = (f'<p class="warn">{len(flagged)} landmark(s): {html.escape(", ".join(flagged))}</p>' if flagged
               else '<p class="note">none</p>')
-    views = "".join(f'<h3>landmark {html.escape(lm)}</h3><img id="{_anchor(patient, lm)}" alt="{html.escape(patient)} '
-                    f'landmark {html.escape(lm)}" src="{fig5[(patient, lm)]}">' for lm in flagged if (patient, lm) in fig5)
+    def views(landmarks):
+        return "".join(f'<h3>landmark {html.escape(lm)}</h3><img id="{_anchor(patient, lm)}" alt="{html.escape(patient)} '
+                       f'landmark {html.escape(lm)}" src="{fig5[(patient, lm)]}">' for lm in landmarks if (patient, lm) in fig5)
+
+    others = [lm for (p, lm) in fig5 if p == patient and lm not in flagged]
     sections = [
         ("recommended", "Recommended landmarks (consensus.csv)", recommended),
-        ("flagged", f"Landmarks {why}", listed + views),
+        ("flagged", f"Landmarks {why}", listed + views(flagged)),
+        ("others", "The other landmarks", views(others) or '<p class="note">none</p>'),
         ("predictions", "Every method's prediction", _table(mine.drop(columns="patient"))),
     ]
     back = '<p class="note"><a href="../report.html">the cohort report</a></p>'
@@ -455,7 +460,7 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir, p
     large = patients_dir is not None and len(m.patients) > LARGE_COHORT
     folder = Path(patients_dir).name if patients_dir is not None else None
     rigid_warnings: list[str] = []
-    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands))]
+    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands, folder if large else None))]
     if patients_dir is not None:
         sections.append(("patients", "Patients", _patients_section(m, consensus, check, folder)))
     if (errors := _errors_section(err, figures_dir)) is not None:
