@@ -81,6 +81,17 @@ def jacobian_table(registration_dir) -> str:
     return f"{registration_dir}/{JACOBIAN}"
 
 
+def jacobian_image_name(method: str) -> str:
+    """The Jacobian determinant image of a deformable registration (``ants_syn``, ``svf``) in its folder."""
+    return f"{method}_jacobian.nii.gz"
+
+
+def jacobian_image(patient: str, method: str) -> str:
+    """The Jacobian determinant image of ``method`` for a patient (ANTs SyN's in ``ants/``, svf's in ``svf/``)."""
+    folder = svf_dir(patient) if method == "svf" else ants_dir(patient)
+    return f"{folder}/{jacobian_image_name(method)}"
+
+
 #: the record of the device a PyTorch job ran on, inside its output folder (trained models, svf)
 DEVICE = "device.json"
 

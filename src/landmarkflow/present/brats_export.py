@@ -25,8 +25,8 @@ from ..imaging.resample import resample
 from ..io.brats import write_brats_landmarks
 from ..io.landmarks import read_landmarks
 
-#: the Jacobian image of each registration that writes one, inside its folder
-JACOBIANS = {"ants_syn": (layout.ants_dir, "ants_syn_jacobian.nii.gz"), "svf": (layout.svf_dir, "svf_jacobian.nii.gz")}
+#: the registrations whose Jacobian determinant can be exported
+JACOBIANS = ("ants_syn", "svf")
 
 
 def export_case(m: Manifest, patient: str, results_root, out_dir, method: str = "consensus",
@@ -37,8 +37,7 @@ def export_case(m: Manifest, patient: str, results_root, out_dir, method: str = 
         raise InputError(f"registration {registration!r}: expected one of {', '.join(JACOBIANS)}")
     root = Path(results_root)
     lm_path = root / layout.landmarks(patient, method)
-    folder, name = JACOBIANS[registration]
-    jac_path = root / folder(patient) / name
+    jac_path = root / layout.jacobian_image(patient, registration)
     for path, what in ((lm_path, f"the {method} landmarks"), (jac_path, f"the {registration} Jacobian")):
         if not path.exists():
             raise InputError(f"{path}: {what} of {patient} not found; run the workflow (with that stage) first")

@@ -224,7 +224,7 @@ def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir
             jac = ants.create_jacobian_determinant_image(fx[0], fwd[0], do_log=False)
             jac_img = from_ants(jac)
             jac_rows.append(jacobian_row(name, jac_img.data, None if brain is None else brain.data > 0, timings[name]))
-            write_image(jac_img, outdir / f"{name}_jacobian.nii.gz")
+            write_image(jac_img, outdir / layout.jacobian_image_name(name))
             if name == "ants_syn":
                 warped = ants.apply_transforms(fx[0], mv[0], [fwd[0], affine_file])
                 write_image(from_ants(warped), outdir / "ants_syn_warped_post.nii.gz")

@@ -472,7 +472,7 @@ def _jacobian(u: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- one patient
 #: the files of a patient's svf folder besides the Jacobian table
-SVF_FILES = {"jacobian": "svf_jacobian.nii.gz", "consistency": "consistency_mm.nii.gz",
+SVF_FILES = {"jacobian": layout.jacobian_image_name("svf"), "consistency": "consistency_mm.nii.gz",
              "no_correspondence_pre": "no_correspondence_pre.nii.gz",
              "no_correspondence_post": "no_correspondence_post.nii.gz", "warped": "svf_warped_post.nii.gz"}
 
