@@ -19,6 +19,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             errors=inp.errors,
             predictions=inp.predictions,
             preproc=list(inp.preproc),
+            lesions=list(inp.lesions),
             files=list(inp.landmarks) + list(inp.search) + list(inp.benchmarks) + list(inp.registrations),
             warnings=inp.warnings,
             check=inp.check,

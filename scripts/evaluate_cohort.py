@@ -15,6 +15,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         m=load_manifest(snakemake.input.manifest, annotator=snakemake.params.annotator),  # noqa: F821
         landmark_files=snakemake.input.landmarks,  # noqa: F821
         preproc_dirs=snakemake.input.preproc,  # noqa: F821
+        lesion_dirs=snakemake.input.lesions,  # noqa: F821
         out_errors=snakemake.output.errors,  # noqa: F821
         out_summary=snakemake.output.summary,  # noqa: F821
         out_predictions=snakemake.output.predictions,  # noqa: F821

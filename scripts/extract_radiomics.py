@@ -16,6 +16,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
         files = {"truth": truth, **files}
     patient_radiomics(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
+        lesions_dir=snakemake.input.lesions,  # noqa: F821
         landmark_files=files,
         params_file=snakemake.input.params,  # noqa: F821
         out_tsv=snakemake.output.table,  # noqa: F821

@@ -11,6 +11,7 @@ from landmarkflow.core.logutil import log_to  # noqa: E402
 with log_to(snakemake.log[0]):  # noqa: F821
     redetect_landmarks(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
+        lesions_dir=snakemake.input.lesions,  # noqa: F821
         models=snakemake.input.models,  # noqa: F821
         variant=snakemake.wildcards.get("variant", "seeded"),  # noqa: F821
         seed=snakemake.params.seed,  # noqa: F821

@@ -14,6 +14,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     settings = snakemake.params.settings  # noqa: F821
     run_ants_baseline(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
+        lesions_dir=snakemake.input.lesions,  # noqa: F821
         outdir=snakemake.output.folder,  # noqa: F821
         out_landmarks={
             "ants_rigid": snakemake.output.rigid,  # noqa: F821

@@ -14,6 +14,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
     device = settings.pop("device")
     train_agents(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
+        lesions_dir=snakemake.input.lesions,  # noqa: F821
         cfg=AgentConfig(**settings),
         seed=snakemake.params.seed,  # noqa: F821
         out_dir=snakemake.output.models,  # noqa: F821

@@ -11,6 +11,7 @@ from landmarkflow.detect.pin import PinConfig, train_pins  # noqa: E402
 with log_to(snakemake.log[0]):  # noqa: F821
     train_pins(
         preproc_dir=snakemake.input.preproc,  # noqa: F821
+        lesions_dir=snakemake.input.lesions,  # noqa: F821
         cfg=PinConfig.from_settings(snakemake.params.settings),  # noqa: F821
         seed=snakemake.params.seed,  # noqa: F821
         out_dir=snakemake.output.models,  # noqa: F821

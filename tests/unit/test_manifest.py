@@ -195,7 +195,7 @@ def test_warnings_for_missing_resection_and_one_sided_modality(small_cohort):
     make_image(folder / "p1" / "pre_flair.nii.gz", (20, 18, 10), read_image(folder / "p1" / "pre_t1.nii.gz").affine)
     _append(m_path, "P1\tpre\timage\tflair\tp1/pre_flair.nii.gz")
     m = validation.validate_contents(manifest.load_manifest(m_path))
-    assert any("no post-operative resection mask: the guided agent is skipped" in w for w in m.warnings)
+    assert any("no post-operative resection mask: one is derived" in w for w in m.warnings)
     assert any("modalities flair exist at one time point only" in w for w in m.warnings)
 
 

@@ -46,7 +46,7 @@ def test_init_on_skull_stripped_scans_with_two_modalities(demo_patient, tmp_path
     assert cfg["preprocess"]["skull_strip"] == "none" and cfg["agent"]["modalities"] == ["t1ce", "flair"]
     text = (tmp_path / "config" / "cohort.yaml").read_text()
     assert "the scans look skull-stripped (demo01" in text
-    assert "1 of 1 patients have no resection mask: their guided agent is skipped" in text
+    assert "1 of 1 patients have no resection mask: one is derived from the svf registration" in text
 
 
 @pytest.mark.e2e

@@ -5,6 +5,7 @@ rule train_agents:
     # every agent of a patient (landmarks x variants) in one batched job: one GPU job per patient
     input:
         preproc=layout.preproc("{patient}"),
+        lesions=layout.lesions_dir("{patient}"),
     output:
         models=directory(layout.agent_models("{patient}")),
     params:
@@ -26,6 +27,7 @@ rule train_agents:
 rule redetect:
     input:
         preproc=layout.preproc("{patient}"),
+        lesions=layout.lesions_dir("{patient}"),
         models=layout.agent_models("{patient}"),
     output:
         landmarks=layout.landmarks("{patient}", "agent_{variant}"),
@@ -48,6 +50,7 @@ rule redetect_seeded:
     # method agent_seeded: the trained agents started at ANTs SyN's landmark (no training of their own)
     input:
         preproc=layout.preproc("{patient}"),
+        lesions=layout.lesions_dir("{patient}"),
         models=layout.agent_models("{patient}"),
         seeds=layout.landmarks("{patient}", "ants_syn"),
     output:

@@ -5,6 +5,7 @@
 rule register_ants:
     input:
         preproc=layout.preproc("{patient}"),
+        lesions=layout.lesions_dir("{patient}"),
     output:
         folder=directory(layout.ants_dir("{patient}")),
         rigid=layout.landmarks("{patient}", "ants_rigid"),

@@ -68,6 +68,11 @@ PIN_TRAINING, PIN_DETECTION = split_settings(config["pin"], PIN_DETECTION_KEYS)
 #: what the report shows of the config: the sections of the stages that ran
 REPORT_CONFIG = result_settings(config)
 
+#: lesion masks are derived where the manifest has none (from the svf registration's inconsistency)
+DERIVE_LESIONS = bool(config["lesions"]["derive"]) and is_activated("svf")
+if config["lesions"]["derive"] and not is_activated("svf"):
+    logger.warning("lesions.derive is on but svf.activate is off: no lesion mask is derived (the masks come from svf)")
+
 if not is_activated("ants"):
     logger.warning("agent_seeded is skipped: its agents start at ANTs SyN's landmarks, and ants.activate is false")
 
@@ -82,9 +87,23 @@ def patient_rows(wildcards):
     return mf.patient_rows(MANIFEST, wildcards.patient)
 
 
+def missing_lesions(patient):
+    """The time points for which the manifest has no lesion mask (pre: tumour, post: cavity)."""
+    return [tp for tp in mf.TIMEPOINTS if MANIFEST.path(patient, tp, "mask", mf.LESIONS[tp]) is None]
+
+
+def lesion_inputs(wildcards):
+    """What a patient's lesion folder is made from: its preprocessing and, where a mask is derived, svf's maps."""
+    out = {"preproc": layout.preproc(wildcards.patient)}
+    if DERIVE_LESIONS and missing_lesions(wildcards.patient):
+        out["svf"] = layout.svf_dir(wildcards.patient)
+    return out
+
+
 def patient_methods(patient):
-    """The methods the config runs for one patient (the catalogue's rule: stages and the masks it has)."""
-    has_resection = MANIFEST.path(patient, "post", "mask", mf.LESIONS["post"]) is not None
+    """The methods the config runs for one patient (the catalogue's rule: stages and the masks it has, given or
+    derived)."""
+    has_resection = "post" not in missing_lesions(patient) or DERIVE_LESIONS
     return methods.patient_methods(ACTIVE, has_resection)
 
 

@@ -7,6 +7,7 @@ rule evaluate_cohort:
         manifest=layout.cohort("manifest.tsv"),
         landmarks=method_landmarks,
         preproc=expand(layout.preproc("{patient}"), patient=PATIENTS),
+        lesions=expand(layout.lesions_dir("{patient}"), patient=PATIENTS),
         registrations=jacobian_files,
     output:
         errors=report(layout.cohort("errors.tsv"), caption="../report/errors.rst", category="Evaluation"),

@@ -5,6 +5,7 @@
 rule train_pin:
     input:
         preproc=layout.preproc("{patient}"),
+        lesions=layout.lesions_dir("{patient}"),
     output:
         models=directory(layout.pin_models("{patient}")),
     params:

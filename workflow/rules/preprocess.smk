@@ -23,3 +23,20 @@ rule preprocess_patient:
         "../../envs/preprocess.yaml"
     script:
         "../../scripts/preprocess_patient.py"
+
+
+rule complete_lesions:
+    # the lesion masks of every later stage: the manifest's, and derived ones (from svf) where it has none
+    input:
+        unpack(lesion_inputs),
+    output:
+        folder=directory(layout.lesions_dir("{patient}")),
+    params:
+        settings=config["lesions"],
+    log:
+        layout.log("complete_lesions", "{patient}"),
+    threads: 1
+    conda:
+        "../../envs/preprocess.yaml"
+    script:
+        "../../scripts/complete_lesions.py"

@@ -4,6 +4,7 @@
 rule extract_radiomics:
     input:
         preproc=layout.preproc("{patient}"),
+        lesions=layout.lesions_dir("{patient}"),
         landmarks=radiomics_landmarks,
         params=workflow_file(config["radiomics"]["params"]),
     output:

@@ -13,6 +13,7 @@ rule build_report:
         check=layout.cohort("landmarks_to_check.tsv"),
         bands=layout.cohort("summary_by_cavity.tsv"),
         preproc=expand(layout.preproc("{patient}"), patient=PATIENTS),
+        lesions=expand(layout.lesions_dir("{patient}"), patient=PATIENTS),
         landmarks=method_landmarks,
         search=search_outputs,
         benchmarks=benchmark_files,

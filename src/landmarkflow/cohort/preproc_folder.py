@@ -36,13 +36,20 @@ INFO = "preproc.json"
 
 
 class PreprocFolder:
-    """A preprocessed patient's folder (``path``); :attr:`info` is its ``preproc.json``, read once."""
+    """A preprocessed patient's folder (``path``); :attr:`info` is its ``preproc.json``, read once.
 
-    def __init__(self, path):
+    ``lesions``: the patient's lesion folder (``results/<patient>/lesions/``, written by
+    :func:`landmarkflow.preprocess.lesions.complete_lesions`: the manifest's masks completed by derived
+    ones). When it is given, :meth:`lesion` and :meth:`has_lesion` read the masks there; otherwise the
+    masks the manifest gave, here."""
+
+    def __init__(self, path, lesions=None):
         self.path = Path(path)
+        self.lesions = None if lesions is None else Path(lesions)
 
     def __repr__(self) -> str:
-        return f"PreprocFolder({str(self.path)!r})"
+        extra = "" if self.lesions is None else f", lesions={str(self.lesions)!r}"
+        return f"PreprocFolder({str(self.path)!r}{extra})"
 
     # ------------------------------------------------------------------ the file names
     def image_path(self, timepoint: str, modality: str) -> Path:
@@ -158,12 +165,23 @@ class PreprocFolder:
         img = self.mask_image(timepoint, name)
         return None if img is None else img.data > 0
 
+    def lesion_path(self, timepoint: str) -> Path:
+        """Where the time point's lesion mask (pre-op tumour, post-op cavity) is read from: the lesion
+        folder when there is one, else this folder (the manifest's mask)."""
+        name = f"{timepoint}_{LESIONS[timepoint]}.nii.gz"
+        return self.path / name if self.lesions is None else self.lesions / name
+
+    def lesion_image(self, timepoint: str) -> Image | None:
+        p = self.lesion_path(timepoint)
+        return read_image(p, dtype=None) if p.exists() else None
+
     def lesion(self, timepoint: str) -> np.ndarray | None:
-        """The pre-op tumour or the post-op resection cavity."""
-        return self.mask(timepoint, LESIONS[timepoint])
+        """The pre-op tumour or the post-op resection cavity (given or, with a lesion folder, derived), or None."""
+        img = self.lesion_image(timepoint)
+        return None if img is None else img.data > 0
 
     def has_lesion(self) -> bool:
-        return any(self.mask_path(tp, LESIONS[tp]).exists() for tp in TIMEPOINTS)
+        return any(self.lesion_path(tp).exists() for tp in TIMEPOINTS)
 
     def landmarks(self, timepoint: str = "post", annotator: str | None = None) -> pd.DataFrame | None:
         """An annotator's landmarks (default: the primary one) in the pre-op world, or None when there are none

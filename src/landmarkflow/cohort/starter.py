@@ -75,12 +75,13 @@ def starter_config(m: Manifest, cohort_path: str) -> str:
     ]
     notes = []
     if len(has["resection"]) < n:
-        notes.append(f"# {n - len(has['resection'])} of {n} patients have no resection mask: their guided agent is "
-                     f"skipped and ANTs SyN runs without the cavity masked; svf finds the region without "
-                     f"correspondence from the images.")
+        notes.append(f"# {n - len(has['resection'])} of {n} patients have no resection mask: one is derived from "
+                     f"the svf registration (lesions.derive; check results/<patient>/lesions/qc.png). With "
+                     f"lesions.derive: false their guided agent is skipped and ANTs SyN runs without the cavity masked.")
     if len(has["tumor"]) < n:
-        notes.append(f"# {n - len(has['tumor'])} of {n} patients have no tumour mask: ANTs SyN does not leave the "
-                     f"tumour out of its metric for them.")
+        notes.append(f"# {n - len(has['tumor'])} of {n} patients have no tumour mask: one is derived from the svf "
+                     f"registration (lesions.derive). With lesions.derive: false ANTs SyN does not leave the tumour "
+                     f"out of its metric for them.")
     if not any(m.rows(p, "pre", "landmarks").shape[0] for p in patients):
         notes.append("# No pre-operative landmarks: nothing is scored; the report shows what needs no ground truth.")
     return "\n".join(lines + notes) + "\n"

@@ -67,6 +67,17 @@ def ants_dir(patient: str) -> str:
     return f"{patient_dir(patient)}/ants"
 
 
+def lesions_dir(patient: str) -> str:
+    """The lesion masks every later stage uses: the manifest's, completed by derived ones where it has none
+    (``{pre_tumor,post_resection}.nii.gz``, ``lesions.json``: which were given and which derived, ``qc.png``)."""
+    return f"{patient_dir(patient)}/lesions"
+
+
+#: the svf folder's maps of forward-backward inconsistency (mm) on each time point's grid: what lesion masks are
+#: derived from (pre: e_f on the pre-op grid, post: e_b on the post-op grid)
+SVF_CONSISTENCY = {"pre": "consistency_mm.nii.gz", "post": "consistency_post_mm.nii.gz"}
+
+
 def svf_dir(patient: str) -> str:
     """The second registration's folder: its maps (consistency, no correspondence, Jacobian) and Jacobian table."""
     return f"{patient_dir(patient)}/svf"
@@ -180,7 +191,7 @@ def parse(path) -> dict:
     ``landmark``, ``rule``, ``job``, ``folder`` and ``name``.
 
     Kinds: ``landmarks``, ``endpoints``, ``trajectories``, ``training`` (a log inside a trained folder),
-    ``trained`` (the folder), ``preproc``, ``registration`` (the ANTs folder), ``jacobian``, ``manifest``,
+    ``trained`` (the folder), ``preproc``, ``lesions``, ``registration`` (the ANTs folder), ``jacobian``, ``manifest``,
     ``warnings``, ``radiomics``, ``slicer``, ``cohort`` (a file of :data:`COHORT_FILES`, its ``name``),
     ``log``, ``benchmark``. Whatever stands before the ``results`` folder (a module's prefix) is ignored.
     Raises ValueError for a path outside the layout."""
@@ -193,7 +204,7 @@ def parse(path) -> dict:
 
 
 _PATIENT_FILES = {"manifest.tsv": "manifest", "warnings.tsv": "warnings", "radiomics.tsv": "radiomics",
-                  "preproc": "preproc", "ants": "registration", "svf": "registration", "slicer": "slicer"}
+                  "preproc": "preproc", "lesions": "lesions", "ants": "registration", "svf": "registration", "slicer": "slicer"}
 
 
 def _parse_relative(rel: tuple) -> dict | None:

@@ -240,12 +240,13 @@ def localise(net: PinNet, cfg: PinConfig, volume, starts: np.ndarray, spacing=(1
 
 
 # ------------------------------------------------------------------------------------ patients
-def train_pins(preproc_dir, cfg: PinConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None) -> list[dict]:
+def train_pins(preproc_dir, cfg: PinConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None,
+               lesions_dir=None) -> list[dict]:
     """Train the PIN of every post-op landmark of a patient on the post-op scan, in one job (one after the
     other: the patient's scan is read once); write ``out_dir`` whole or not at all: per landmark its model
     (``<landmark>.pt``) and training log (``<landmark>_training.tsv``)."""
     dev = setup_device(device, threads)
-    folder = PreprocFolder(preproc_dir)
+    folder = PreprocFolder(preproc_dir, lesions=lesions_dir)
     patient = folder.patient
     mods = folder.resolve_modalities(cfg.modalities, "pin.modalities")
     post, affine = folder.stack("post", mods)

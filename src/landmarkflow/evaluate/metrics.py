@@ -15,7 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from ..cohort.manifest import LESIONS, Manifest
+from ..cohort.manifest import Manifest
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout
 from ..core.config import default
@@ -279,14 +279,19 @@ CAVITY_BANDS = ((0.0, 6.0, "< 6 mm"), (6.0, 15.0, "6-15 mm"), (15.0, np.inf, ">=
 BAND_COLUMNS = ["method", "band", "n", "mean_mm", "median_mm", "max_mm"]
 
 
-def cavity_distances(preproc_dirs) -> pd.DataFrame:
+def cavity_distances(preproc_dirs, lesion_dirs=()) -> pd.DataFrame:
     """Per patient and post-op landmark, its distance (mm) to the post-op resection cavity in the preprocessing
-    frame (``cavity_mm``; NaN without a cavity mask), and its band of :data:`CAVITY_BANDS`."""
+    frame (``cavity_mm``; NaN without a cavity mask), and its band of :data:`CAVITY_BANDS`. ``lesion_dirs``:
+    the patients' lesion folders (in the order of ``preproc_dirs``), whose cavity (given or derived) is used;
+    without them, the manifest's."""
     rows = []
-    for d in preproc_dirs:
-        folder = PreprocFolder(d)
+    lesion_dirs = list(lesion_dirs) or [None] * len(preproc_dirs)
+    if len(lesion_dirs) != len(preproc_dirs):
+        raise ValueError(f"{len(lesion_dirs)} lesion folders for {len(preproc_dirs)} preprocessed folders")
+    for d, les in zip(preproc_dirs, lesion_dirs):
+        folder = PreprocFolder(d, lesions=les)
         lm = folder.landmarks("post")
-        cavity = folder.mask_image("post", LESIONS["post"])
+        cavity = folder.lesion_image("post")
         dist = (distance_to(cavity.data > 0, cavity, points_of(lm)) if cavity is not None and (cavity.data > 0).any()
                 else np.full(len(lm), np.nan))
         rows += [{"patient": folder.patient, "landmark": str(lid), "cavity_mm": float(x)} for lid, x in zip(lm["landmark"], dist)]
@@ -317,7 +322,7 @@ def by_cavity_band(err: pd.DataFrame) -> pd.DataFrame:
 
 def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_predictions, preproc_dirs=(), jacobian_files=(),
                     out_rigid=None, out_residuals=None, flag_mm: float = default("rigid_fit", "flag_mm"), out_check=None,
-                    flag_error_mm: float = default("consensus", "flag_error_mm"), out_bands=None) -> pd.DataFrame:
+                    flag_error_mm: float = default("consensus", "flag_error_mm"), out_bands=None, lesion_dirs=()) -> pd.DataFrame:
     """Write errors.tsv, summary.tsv and predictions.tsv for the cohort from exactly ``landmark_files``
     (``results/<patient>/landmarks/<method>.csv``; the landmark-based rigid fits against ``preproc_dirs``,
     when ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is
@@ -343,7 +348,7 @@ def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_pr
                     len(without), len(m.patients), ", ".join(without))
     err = errors(pred, truth)
     if len(err) and len(preproc_dirs):
-        err = err.merge(cavity_distances(preproc_dirs), on=["patient", "landmark"], how="left")
+        err = err.merge(cavity_distances(preproc_dirs, lesion_dirs), on=["patient", "landmark"], how="left")
     if out_bands is not None:
         write_table(by_cavity_band(err), out_bands, float_format="%.4f")
     jac = pd.concat([pd.read_csv(f, sep="\t") for f in jacobian_files], ignore_index=True) if jacobian_files else None

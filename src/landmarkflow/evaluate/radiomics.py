@@ -71,11 +71,11 @@ def sphere(shape, affine, centre_world, radius_mm: float) -> np.ndarray:
 
 
 def patient_radiomics(preproc_dir, landmark_files: dict, params_file, out_tsv, radii=(5.0,), exclude_lesions=True,
-                      min_voxels: int = default("radiomics", "min_voxels"), modalities=()) -> pd.DataFrame:
+                      min_voxels: int = default("radiomics", "min_voxels"), modalities=(), lesions_dir=None) -> pd.DataFrame:
     """The tidy table of one patient: patient, landmark, method, modality, radius_mm, feature,
     pre, post, delta, rel_change, n_pre, n_post. ``landmark_files`` maps method -> CSV (pre-op world)."""
     t0 = time.time()
-    folder = PreprocFolder(preproc_dir)
+    folder = PreprocFolder(preproc_dir, lesions=lesions_dir)
     patient = folder.patient
     mods = list(modalities) or folder.modalities
     ext = extractor(params_file)

@@ -22,7 +22,7 @@ def qc_figure(folder: PreprocFolder, modality: str, out_png, title: str = "", la
     post = folder.image("post", modality)
     contours = {}
     for tp, name, colour in (("pre", "brain", "yellow"), ("pre", "tumor", "red"), ("post", "resection", "cyan")):
-        mask = folder.mask(tp, name)
+        mask = folder.mask(tp, name) if name == "brain" else folder.lesion(tp)  # the lesion folder's, when it has one
         if mask is not None:
             contours[f"{tp}_{name}"] = (mask, colour)
     points = {name: spatial.world_to_voxel(points_of(lm), pre.affine) for name, lm in sorted((landmarks or {}).items())}

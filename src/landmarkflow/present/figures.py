@@ -82,7 +82,7 @@ def initial_figure(err: pd.DataFrame):
 def load_views(folder: PreprocFolder) -> tuple:
     """The reference pre-/post-op images and lesion masks of a preprocessed patient, read once for all its figures."""
     ref = folder.reference_modality
-    masks = {f"{tp}_{name}": mask for tp, name in LESIONS.items() if (mask := folder.mask(tp, name)) is not None}
+    masks = {f"{tp}_{name}": mask for tp, name in LESIONS.items() if (mask := folder.lesion(tp)) is not None}
     return folder.image("pre", ref), folder.image("post", ref), masks
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..cohort.manifest import TIMEPOINTS
 from ..cohort.preproc_folder import PreprocFolder
 from ..core import layout, methods
 from ..core.device import read_device_warning
@@ -27,6 +28,8 @@ from ..core.methods import sort_key, sort_methods
 from ..evaluate.benchmarks import read_benchmarks, summarise_benchmarks
 from ..evaluate.metrics import ERROR_COLUMNS, experimental, ground_truth
 from ..io.landmarks import read_landmarks
+from ..preprocess.lesions import describe as describe_lesions
+from ..preprocess.lesions import read_info as read_lesions_info
 from . import figures
 from .figures import png_file_uri, png_uri
 
@@ -42,6 +45,7 @@ class ReportInputs:
     errors: str
     predictions: str
     preproc: list = field(default_factory=list)
+    lesions: list = field(default_factory=list)  #: the patients' lesion folders (given and derived masks)
     files: list = field(default_factory=list)
     warnings: str | None = None
     check: str | None = None
@@ -63,8 +67,13 @@ class ReportInputs:
         return out
 
     def folders(self) -> dict[str, PreprocFolder]:
-        """The preprocessed folders by patient."""
-        return {(f := PreprocFolder(d)).patient: f for d in self.preproc}
+        """The preprocessed folders by patient (reading the lesion masks of the patient's lesion folder, when given)."""
+        lesions = {layout.parse(d)["patient"]: d for d in self.lesions}
+        out = {}
+        for d in self.preproc:
+            patient = PreprocFolder(d).patient
+            out[patient] = PreprocFolder(d, lesions=lesions.get(patient))
+        return out
 
 
 def search_timings(inputs: ReportInputs) -> pd.DataFrame:
@@ -319,7 +328,20 @@ def _qc_section(m, inputs: ReportInputs) -> str:
         if folder is not None and folder.qc_path.exists():
             body += (f"<h3>{html.escape(patient)}</h3><p class=\"note\">rigid post-op to pre-op: rotation {folder.rotation_deg:.2f} deg; "
                      f"preprocessing {folder.timings_s.get('total', float('nan')):.0f} s</p><img alt=\"QC {html.escape(patient)}\" src=\"{png_file_uri(folder.qc_path)}\">")
+            body += _lesions_note(patient, folder)
     return body or '<p class="note">(none)</p>'
+
+
+def _lesions_note(patient: str, folder: PreprocFolder) -> str:
+    """Which lesion masks a patient had (given, derived, none) and, where one is derived, its QC figure."""
+    info = None if folder.lesions is None else read_lesions_info(folder.lesions)
+    if info is None:
+        return ""
+    body = f'<p class="note">lesion masks: {html.escape(describe_lesions(info))}</p>'
+    qc = folder.lesions / "qc.png"
+    if any(info[tp]["source"] == "derived" for tp in TIMEPOINTS) and qc.exists():
+        body += f'<img alt="derived lesions {html.escape(patient)}" src="{png_file_uri(qc)}">'
+    return body
 
 
 def _radiomics_section(inputs: ReportInputs) -> str:
@@ -353,6 +375,8 @@ def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -
     for patient in m.patients:
         if patient in folders:
             warns += [f"{patient}: {w}" for w in folders[patient].warnings]
+            info = None if folders[patient].lesions is None else read_lesions_info(folders[patient].lesions)
+            warns += [f"{patient}: {w}" for w in (info or {}).get("warnings", [])]
     warns += more
     for kind in ("trained", "registration"):  # the PyTorch jobs' devices: a GPU visible but not used
         for key, folder in inputs.of_kind(kind):

@@ -235,17 +235,18 @@ def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir
 
 
 def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = default("ants", "preset"), modalities=(), seed: int = default(None, "seed"),
-                      deterministic: bool = False) -> dict:
+                      deterministic: bool = False, lesions_dir=None) -> dict:
     """The ANTs baseline on a preprocessed patient: the rigidly aligned post-op scan registered onto the pre-op scan.
 
     Landmarks start at the post-op positions after the preprocessing's rigid
     alignment (``identity``) and go through each registration into the pre-op
     world; ``out_landmarks`` maps method names to CSV paths. ``ants_syn`` is
     cost-function masked (tumour and cavity, dilated by 3 mm, excluded from the
-    metric) when the patient has those masks; ``ants_syn_nomask`` is not.
+    metric) when the patient has those masks; ``ants_syn_nomask`` is not. ``lesions_dir``: the patient's
+    lesion folder (given and derived masks, :mod:`..preprocess.lesions`); without it, the manifest's masks.
     """
     set_seed(seed, deterministic)
-    folder = PreprocFolder(preproc_dir)
+    folder = PreprocFolder(preproc_dir, lesions=lesions_dir)
     mods = folder.resolve_modalities(modalities, "ants.modalities")
     fixed = [folder.image("pre", m) for m in mods]
     moving = [folder.image("post", m) for m in mods]

@@ -145,6 +145,7 @@ class SvfResult:
     jacobian: np.ndarray  #: (X, Y, Z) determinant of the forward transform id + u_f (central differences)
     seconds: float  #: wall time of :func:`register`
     spacing: np.ndarray  #: (3,) voxel size, mm
+    consistency_moving_mm: np.ndarray | None = None  #: (X, Y, Z) e_b on the moving grid, mm, smoothed
 
     def map_points(self, points_moving_vox) -> tuple[np.ndarray, np.ndarray]:
         """Moving-grid points (n, 3, continuous voxels) in the fixed grid: the mean of ``phi_f^-1(q)`` and
@@ -452,7 +453,7 @@ def _result(v: torch.Tensor, masks: torch.Tensor, spacing: np.ndarray, settings:
         nc = _no_correspondence(err, masks, settings.consistency_mm)
         jac = _jacobian(u[0])
         out = [t.cpu().numpy() for t in (u[0], u[1], inverse[0], err[0, 0], nc[0, 0], nc[1, 0], jac)]
-    res = SvfResult(*out, seconds=time.time() - t0, spacing=spacing)
+    res = SvfResult(*out, seconds=time.time() - t0, spacing=spacing, consistency_moving_mm=err[1, 0].cpu().numpy())
     log.info("SVF registration: %.1f s; consistency mean %.2f mm, no correspondence %.2f%% (fixed), "
              "%.2f%% (moving); non-positive Jacobians %.4f%%", res.seconds, float(res.consistency_mm.mean()),
              100 * res.no_correspondence.mean(), 100 * res.no_correspondence_moving.mean(),
@@ -472,7 +473,8 @@ def _jacobian(u: torch.Tensor) -> torch.Tensor:
 
 # ----------------------------------------------------------------------------- one patient
 #: the files of a patient's svf folder besides the Jacobian table
-SVF_FILES = {"jacobian": layout.jacobian_image_name("svf"), "consistency": "consistency_mm.nii.gz",
+SVF_FILES = {"jacobian": layout.jacobian_image_name("svf"), "consistency": layout.SVF_CONSISTENCY["pre"],
+             "consistency_post": layout.SVF_CONSISTENCY["post"],
              "no_correspondence_pre": "no_correspondence_pre.nii.gz",
              "no_correspondence_post": "no_correspondence_post.nii.gz", "warped": "svf_warped_post.nii.gz"}
 
@@ -483,7 +485,7 @@ def run_svf(preproc_dir, outdir, out_landmarks, settings: dict, seed: int = 0, d
     scan with :func:`register`, both directions, the similarity left out of the lesions when the patient has
     masks. Writes ``out_landmarks`` (``landmark,x,y,z,consistency_mm``: the post-op landmarks mapped into the
     pre-op world, and how far the two directions' estimates are apart) and, whole or not at all, ``outdir``:
-    the Jacobian determinant of the forward transform, the consistency map (mm) and the no-correspondence
+    the Jacobian determinant of the forward transform, the consistency maps of both grids (mm) and the no-correspondence
     masks of both grids, the warped post-op reference image, and the Jacobian table (share of non-positive
     determinants in the brain, smallest determinant, seconds). ``settings``: the config's ``svf`` section."""
     requested = settings.get("device", "auto") if device == "auto" else device
@@ -507,6 +509,7 @@ def run_svf(preproc_dir, outdir, out_landmarks, settings: dict, seed: int = 0, d
     brain = folder.mask("pre", "brain")
     with atomic_dir(outdir) as tmp:
         for key, data, dtype in (("jacobian", res.jacobian, np.float32), ("consistency", res.consistency_mm, np.float32),
+                                 ("consistency_post", res.consistency_moving_mm, np.float32),
                                  ("no_correspondence_pre", res.no_correspondence, np.uint8),
                                  ("no_correspondence_post", res.no_correspondence_moving, np.uint8),
                                  ("warped", res.warp(moving)[0], np.float32)):

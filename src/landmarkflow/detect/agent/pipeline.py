@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 
 def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str = "auto", threads: int | None = None,
-                 checkpoint_every: int = 200, variants=None) -> list[dict]:
+                 checkpoint_every: int = 200, variants=None, lesions_dir=None) -> list[dict]:
     """Train every agent of a patient in one batched loop: each post-op landmark x variant (both when the
     patient has a resection mask, else the baseline), on the post-op scan, then (``cfg.fine_factor`` > 0) the fine
     agents, one per landmark (:mod:`.fine`), in a second batched loop. Writes ``out_dir`` whole or not at all: per
@@ -50,9 +50,11 @@ def train_agents(preproc_dir, cfg: AgentConfig, seed: int, out_dir, device: str 
     config, each landmark gets its own copies warped about it). An interrupted training resumes from
     ``<out_dir>.resume.pt`` (``.fine.resume.pt`` for the fine agents; written every ``checkpoint_every`` updates,
     removed at the end). ``variants``: a subset of the patient's variants to train (a study's choice; default all).
+    ``lesions_dir``: the patient's lesion folder (the cavity the guided agents keep out of, given or derived);
+    without it, the manifest's masks.
     """
     dev = setup_device(device, threads)
-    folder = PreprocFolder(preproc_dir)
+    folder = PreprocFolder(preproc_dir, lesions=lesions_dir)
     patient = folder.patient
     mods = folder.resolve_modalities(cfg.modalities, "agent.modalities")
     post, affine = training_scan(folder, mods, cfg)
@@ -193,7 +195,7 @@ def load_members(path, device="cpu") -> tuple[list[DuelingQNet], dict]:
 
 def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, out_ends, out_traj,
                        device: str = "auto", threads: int | None = None, detection: dict | None = None,
-                       seed_landmarks=None) -> pd.DataFrame:
+                       seed_landmarks=None, lesions_dir=None) -> pd.DataFrame:
     """Redetect every landmark of a variant in the pre-op scan; ``models``: the trained folder of
     :func:`train_agents` (or the model files).
 
@@ -215,7 +217,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     :data:`..core.config.AGENT_DETECTION_KEYS`) overrides what the models were trained with.
     """
     dev = setup_device(device, threads)
-    folder = PreprocFolder(preproc_dir)
+    folder = PreprocFolder(preproc_dir, lesions=lesions_dir)
     start_lm = folder.landmarks("post")
     ids = [str(lm) for lm in start_lm["landmark"]]
     seeded = variant == SEEDED
