@@ -5,7 +5,9 @@
     .venv/bin/python benchmarks/agent_study.py report study.tsv [--by-band]
 
 ``WORKDIR`` is a workflow folder whose ``results/<patient>/preproc`` and ``landmarks/ants_syn.csv`` exist (the
-demo run up to ANTs). ``run`` trains each patient's agents with the workflow's own ``train_agents`` (the demo
+demo run up to ANTs); the agents use the lesion masks of ``results/<patient>/lesions`` (given and derived)
+when it exists, as the workflow does. ``--bands-from OTHER`` takes the distance to the cavity from another
+workdir's given masks (a study whose masks were withheld). ``run`` trains each patient's agents with the workflow's own ``train_agents`` (the demo
 config's agent settings, ``--set`` on top: ``--set fine_factor=0 --set early_stop=false``), redetects them with
 the workflow's ``redetect_landmarks`` (every trained variant, and ``seeded`` from ANTs SyN's landmarks), again
 for each ``--detect`` set of detection settings (no retraining), and appends one row per landmark, method and
@@ -48,7 +50,7 @@ def run(args):
     import yaml
 
     from landmarkflow.cohort.preproc_folder import PreprocFolder
-    from landmarkflow.core.config import AGENT_DETECTION_KEYS, complete
+    from landmarkflow.core.config import AGENT_DETECTION_KEYS, RUN_ONLY_KEYS, complete
     from landmarkflow.detect.agent.pipeline import redetect_landmarks, train_agents
     from landmarkflow.detect.agent.train import AgentConfig
     from landmarkflow.evaluate.metrics import cavity_distances
@@ -56,7 +58,7 @@ def run(args):
 
     workdir = Path(args.workdir)
     config = complete(yaml.safe_load((workdir / "config" / "config.yaml").read_text()))
-    agent = {k: v for k, v in config["agent"].items() if k != "device"}
+    agent = {k: v for k, v in config["agent"].items() if k != "device" and k not in RUN_ONLY_KEYS}
     agent.update(_settings(args.set))
     cfg = AgentConfig(**agent)
     detections = {"default": {}}
@@ -65,7 +67,15 @@ def run(args):
         detections[label] = _settings(pairs.split(","))
     folders = sorted(f for f in (workdir / "results").glob("*/preproc")
                      if not args.patients or f.parent.name in args.patients.split(","))
-    bands = cavity_distances(folders).set_index(["patient", "landmark"])
+    def lesions_of(pre_dir):  # the workflow's lesion folder (given and derived masks), when it has one
+        d = Path(pre_dir).parent / "lesions"
+        return d if d.is_dir() else None
+
+    if args.bands_from:  # the distance to the true cavity of another run (a study with the masks withheld)
+        truth_dirs = [Path(args.bands_from) / "results" / f.parent.name / "preproc" for f in folders]
+        bands = cavity_distances(truth_dirs).set_index(["patient", "landmark"])
+    else:
+        bands = cavity_distances(folders, [lesions_of(f) for f in folders]).set_index(["patient", "landmark"])
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for pre_dir in folders:
@@ -81,7 +91,8 @@ def run(args):
                     tmp.mkdir(parents=True, exist_ok=True)
                 t0 = time.time()
                 states = train_agents(pre_dir, cfg, seed, Path(tmp) / "trained", device=args.device, threads=args.threads,
-                                      variants=args.variants.split(",") if args.variants else None)
+                                      variants=args.variants.split(",") if args.variants else None,
+                                      lesions_dir=lesions_of(pre_dir))
                 train_s = time.time() - t0
                 updates = {f"{s['landmark']}_{s['variant']}": s["updates"] for s in states}
                 variants = sorted({s["variant"] for s in states if s["variant"] != "fine"}) + ["seeded"]
@@ -91,7 +102,8 @@ def run(args):
                         df = redetect_landmarks(pre_dir, Path(tmp) / "trained", variant, seed, Path(tmp) / "p.csv",
                                                 Path(tmp) / "e.tsv", Path(tmp) / "t.tsv", device=args.device,
                                                 threads=args.threads, detection=det,
-                                                seed_landmarks=ants_csv if variant == "seeded" else None)
+                                                seed_landmarks=ants_csv if variant == "seeded" else None,
+                                                lesions_dir=lesions_of(pre_dir))
                         for r in df.itertuples():
                             lid = str(r.landmark)
                             p = np.array([r.x, r.y, r.z])
@@ -200,6 +212,8 @@ def main(argv=None):
     p.add_argument("--device", default="cpu")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", default="agent_study.tsv")
+    p.add_argument("--bands-from", help="a workdir whose preprocessed cavity masks give the distance bands "
+                   "(the run with the true masks, for a study whose masks were withheld)")
     p.add_argument("--keep", help="a folder to keep the trained agents in (<name>/seed-<S>/<patient>/trained)")
     p.set_defaults(func=run)
     p = sub.add_parser("report")
