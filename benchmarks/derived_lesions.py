@@ -59,6 +59,7 @@ def true_mask(folder, m, patient: str, tp: str):
 
 def dice(args):
     import pandas as pd
+    import yaml
 
     from landmarkflow.cohort.manifest import TIMEPOINTS, load_manifest
     from landmarkflow.cohort.preproc_folder import PreprocFolder
@@ -70,7 +71,7 @@ def dice(args):
     settings = {}
     for pair in args.set or []:
         key, _, value = pair.partition("=")
-        settings[key] = type(getattr(lesions.LesionSettings(), key))(value)
+        settings[key] = yaml.safe_load(value)
     cfg = lesions.LesionSettings(**settings)
     rows = []
     for res in sorted(Path(args.workdir, "results").glob("*/lesions")):
@@ -104,8 +105,12 @@ def errors(args):
 
     work = Path(args.workdir)
     folders = sorted(work.glob("results/*/preproc"))
-    band_dirs = [Path(args.bands_from) / "results" / f.parent.name / "preproc" for f in folders] if args.bands_from else folders
-    bands = cavity_distances(band_dirs).set_index(["patient", "landmark"])
+    if args.bands_from:
+        band_dirs = [Path(args.bands_from) / "results" / f.parent.name / "preproc" for f in folders]
+        bands = cavity_distances(band_dirs)
+    else:  # the run's own cavity, given or derived
+        bands = cavity_distances(folders, [f.parent / "lesions" if (f.parent / "lesions").is_dir() else None for f in folders])
+    bands = bands.set_index(["patient", "landmark"])
     rows = []
     for f in folders:
         folder = PreprocFolder(f)

@@ -100,6 +100,12 @@ def lesion_inputs(wildcards):
     return out
 
 
+def lesion_settings(wildcards):
+    """The lesions settings of a patient whose masks are derived; none for one whose masks are all given (a change of
+    the rule's settings reruns only the patients it concerns)."""
+    return dict(config["lesions"]) if DERIVE_LESIONS and missing_lesions(wildcards.patient) else {}
+
+
 def patient_methods(patient):
     """The methods the config runs for one patient (the catalogue's rule: stages and the masks it has, given or
     derived)."""
@@ -157,6 +163,7 @@ def benchmark_files(wildcards):
         if is_activated("demo") and not all(_must_exist_now(f) for f in MANIFEST.rows(p)["path"]):
             out.append(layout.benchmark("make_demo_patient", p))
         out.append(layout.benchmark("preprocess_patient", p))
+        out.append(layout.benchmark("complete_lesions", p))
         if is_activated("ants"):
             out.append(layout.benchmark("register_ants", p))
         if is_activated("svf"):

@@ -32,9 +32,11 @@ rule complete_lesions:
     output:
         folder=directory(layout.lesions_dir("{patient}")),
     params:
-        settings=config["lesions"],
+        settings=lesion_settings,
     log:
         layout.log("complete_lesions", "{patient}"),
+    benchmark:
+        layout.benchmark("complete_lesions", "{patient}")
     threads: 1
     conda:
         "../../envs/preprocess.yaml"

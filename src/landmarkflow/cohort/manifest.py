@@ -265,7 +265,7 @@ def patient_warnings(m: Manifest, patient: str) -> list[str]:
         out.append(f"patient {patient}: modalities {', '.join(only)} exist at one time point only and are not used")
     if m.path(patient, "post", "mask", "resection") is None:
         out.append(f"patient {patient}: no post-operative resection mask: one is derived from the svf registration "
-                   "(config lesions.derive; without one, the guided agent is skipped)")
+                   "when lesions.derive and svf.activate are on (the defaults); otherwise the guided agent is skipped")
     primary = m.primary_annotator(patient)
     if m.annotators(patient, "pre") and primary not in m.annotators(patient, "pre"):
         out.append(

@@ -181,7 +181,8 @@ class PreprocFolder:
         return None if img is None else img.data > 0
 
     def has_lesion(self) -> bool:
-        return any(self.lesion_path(tp).exists() for tp in TIMEPOINTS)
+        """Whether a time point has a non-empty lesion mask (a derived one may be empty)."""
+        return any((mask := self.lesion(tp)) is not None and mask.any() for tp in TIMEPOINTS)
 
     def landmarks(self, timepoint: str = "post", annotator: str | None = None) -> pd.DataFrame | None:
         """An annotator's landmarks (default: the primary one) in the pre-op world, or None when there are none

@@ -26,8 +26,8 @@ fails (the map also lights up there) it can mark tissue that is not a lesion; th
 
 Outputs (``results/<patient>/lesions/``, whole or not at all): ``pre_tumor.nii.gz`` and
 ``post_resection.nii.gz`` where the time point has a lesion (given or derived; a derived one may be empty:
-then the stages planned with it run as without one), ``lesions.json`` (per
-time point: ``source`` given, derived or none, the volume in ml, the settings of the rule) and ``qc.png``.
+then the stages planned with it run as without one), ``lesions.json`` (per time point: ``source`` given,
+derived or none, the volume in ml; the rule's settings where a mask was derived) and ``qc.png``.
 Every later stage reads the masks there (:class:`..cohort.preproc_folder.PreprocFolder` with ``lesions``).
 """
 
@@ -129,7 +129,7 @@ def complete_lesions(preproc_dir, outdir, settings: dict | None = None, svf_dir=
     mask is an estimate), in the log and in ``lesions.json``."""
     cfg = LesionSettings.from_settings(settings)
     folder = PreprocFolder(preproc_dir)
-    info: dict = {"patient": folder.patient, "settings": asdict(cfg), "warnings": []}
+    info: dict = {"patient": folder.patient, "warnings": []}
     masks: dict = {}
     for tp in TIMEPOINTS:
         given = folder.mask_image(tp, LESIONS[tp])
@@ -145,6 +145,8 @@ def complete_lesions(preproc_dir, outdir, settings: dict | None = None, svf_dir=
             source = "none"
         volume = float(masks[tp].data.sum() * np.prod(spatial.spacing_of(masks[tp].affine)) / 1000.0) if tp in masks else 0.0
         info[tp] = {"mask": LESIONS[tp], "source": source, "volume_ml": round(volume, 3)}
+    if any(info[tp]["source"] == "derived" for tp in TIMEPOINTS):
+        info["settings"] = asdict(cfg)  # the rule's settings, where they made a mask
     info["warnings"] += _landmarks_inside(folder, masks, info)
     with atomic_dir(outdir) as tmp:
         for tp, img in masks.items():
@@ -163,12 +165,13 @@ def _derived(folder: PreprocFolder, tp: str, svf_dir: Path, cfg: LesionSettings)
     path = svf_dir / SOURCE_MAPS[tp]
     if not path.exists():
         raise InputError(f"{path}: not found; the {LESIONS[tp]} mask is derived from the svf registration's "
-                         "inconsistency map (rerun register_svf, or give the mask in the manifest)")
+                         "inconsistency map (an svf folder of an older version: rerun it with "
+                         "`snakemake --forcerun register_svf`, or give the mask in the manifest)")
     err = read_image(path)
     brain = folder.mask(tp, "brain")
     if brain is None or brain.shape != err.shape:
         raise InputError(f"{path}: its grid {err.shape} is not the preprocessed {tp}-op brain mask's "
-                         f"({None if brain is None else brain.shape}); rerun register_svf")
+                         f"({None if brain is None else brain.shape}); rerun it with `snakemake --forcerun register_svf`")
     return Image(derive_mask(err.data, brain, spatial.spacing_of(err.affine), cfg), err.affine)
 
 

@@ -223,7 +223,7 @@ def _bands_table(bands: pd.DataFrame | None) -> str:
     wide = cells.pivot_table(index="method", columns="band", values="cell", aggfunc="first", sort=False).reset_index()
     wide = sort_methods(wide)[["method"] + list(dict.fromkeys(bands["band"]))]
     return ("<h3>Error by distance to the cavity</h3><p class=\"note\">Mean error in mm (landmarks) per band of the "
-            "post-op landmark's distance to the resection cavity: registration is least reliable near it.</p>" + _table(wide))
+            "post-op landmark's distance to the resection cavity (the given mask, or the derived one where none was given): registration is least reliable near it.</p>" + _table(wide))
 
 
 def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict,
