@@ -49,6 +49,7 @@ from ..core.errors import InputError
 from ..core.files import atomic_dir
 from ..imaging import spatial
 from ..imaging.image import Image, read_image, write_image
+from ..imaging.masks import ellipsoid, inside_mask
 from ..io.landmarks import points_of
 from .qc import qc_figure
 
@@ -103,16 +104,10 @@ def derive_mask(inconsistency: np.ndarray, brain: np.ndarray, spacing, settings:
         return mask
     if settings.closing_mm > 0:
         radius = np.maximum(np.rint(settings.closing_mm / spacing).astype(int), 0)
-        ball = _ellipsoid(radius)
+        ball = ellipsoid(radius)
         pad = tuple((int(r), int(r)) for r in radius)
         mask = ndimage.binary_closing(np.pad(mask, pad), structure=ball)[tuple(slice(r, -r or None) for r in radius)]
     return ndimage.binary_fill_holes(mask) & brain
-
-
-def _ellipsoid(radius) -> np.ndarray:
-    r = [max(int(x), 0) for x in radius]
-    grid = np.ogrid[tuple(slice(-x, x + 1) for x in r)]
-    return sum((g / max(x, 1)) ** 2 for g, x in zip(grid, r)) <= 1.0
 
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
@@ -181,10 +176,7 @@ def _landmarks_inside(folder: PreprocFolder, masks: dict, info: dict) -> list[st
     if info["post"]["source"] != "derived" or "post" not in masks:
         return []
     lm = folder.landmarks("post")
-    img = masks["post"]
-    vox = np.rint(spatial.world_to_voxel(points_of(lm), img.affine)).astype(int)
-    inside = [str(name) for name, v in zip(lm["landmark"], vox)
-              if np.all(v >= 0) and np.all(v < img.shape) and img.data[tuple(v)]]
+    inside = [str(name) for name in lm["landmark"][inside_mask(masks["post"], points_of(lm))]]
     if not inside:
         return []
     return [f"post-op landmark(s) {', '.join(inside)} inside the derived cavity: the derived mask is an estimate, "
