@@ -42,7 +42,7 @@ def load(preproc):
     """The reference modality of a preprocessed patient, its cavity and its first post-op landmark (voxels)."""
     from landmarkflow.cohort.preproc_folder import PreprocFolder
 
-    folder = PreprocFolder(preproc)
+    folder = PreprocFolder.in_workdir(preproc)  # with the derived masks, where the workflow made them
     post = folder.image("post", folder.reference_modality)
     pre = folder.image("pre", folder.reference_modality)
     mask = folder.lesion("post")

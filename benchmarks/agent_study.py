@@ -68,8 +68,7 @@ def run(args):
     folders = sorted(f for f in (workdir / "results").glob("*/preproc")
                      if not args.patients or f.parent.name in args.patients.split(","))
     def lesions_of(pre_dir):  # the workflow's lesion folder (given and derived masks), when it has one
-        d = Path(pre_dir).parent / "lesions"
-        return d if d.is_dir() else None
+        return PreprocFolder.in_workdir(pre_dir).lesions
 
     if args.bands_from:  # the distance to the true cavity of another run (a study with the masks withheld)
         truth_dirs = [Path(args.bands_from) / "results" / f.parent.name / "preproc" for f in folders]
@@ -79,7 +78,7 @@ def run(args):
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for pre_dir in folders:
-            folder = PreprocFolder(pre_dir)
+            folder = PreprocFolder.in_workdir(pre_dir)
             patient = folder.patient
             truth = read_landmarks(folder.truth_path()).set_index("landmark")
             start = folder.landmarks("post").set_index("landmark")

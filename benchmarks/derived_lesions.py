@@ -109,7 +109,7 @@ def errors(args):
         band_dirs = [Path(args.bands_from) / "results" / f.parent.name / "preproc" for f in folders]
         bands = cavity_distances(band_dirs)
     else:  # the run's own cavity, given or derived
-        bands = cavity_distances(folders, [f.parent / "lesions" if (f.parent / "lesions").is_dir() else None for f in folders])
+        bands = cavity_distances(folders, [PreprocFolder.in_workdir(f).lesions for f in folders])
     bands = bands.set_index(["patient", "landmark"])
     rows = []
     for f in folders:

@@ -28,6 +28,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 
+def lesion(folder, timepoint, shape):
+    """The mask the workflow used at ``timepoint`` (given or derived); an empty one where there is none."""
+    mask = folder.lesion(timepoint)
+    if mask is None:
+        print(f"{folder.patient}: no {timepoint}-op lesion mask; exported empty", file=sys.stderr)
+        return np.zeros(tuple(shape), bool)
+    return mask
+
+
 def export(args):
     from landmarkflow.imaging import spatial
     from landmarkflow.io.landmarks import read_landmarks
@@ -37,7 +46,7 @@ def export(args):
     agent = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())["agent"]
     args.out.mkdir(parents=True, exist_ok=True)
     for pre_dir in sorted(args.results.glob("*/preproc")):
-        f = PreprocFolder(pre_dir)
+        f = PreprocFolder.in_workdir(pre_dir)  # the masks the workflow used, given or derived
         mods = f.resolve_modalities(agent.get("modalities", []), "agent.modalities")
         post, aff = f.stack("post", mods)
         pre, _ = f.stack("pre", mods, agent.get("test_smooth_mm", 1.0))
@@ -49,8 +58,8 @@ def export(args):
 
         ants = read_landmarks(args.results / f.patient / "landmarks" / "ants_syn.csv")
         np.savez_compressed(args.out / f"{f.patient}.npz", post=post.astype(np.float16), pre=pre.astype(np.float16),
-                            brain=np.packbits(f.mask("post", "brain")), cavity=np.packbits(f.lesion("post")),
-                            tumour=np.packbits(f.lesion("pre")), shape=np.array(post.shape[1:]), affine=aff,
+                            brain=np.packbits(f.mask("post", "brain")), cavity=np.packbits(lesion(f, "post", post.shape[1:])),
+                            tumour=np.packbits(lesion(f, "pre", post.shape[1:])), shape=np.array(post.shape[1:]), affine=aff,
                             ids=np.array(ids), target=vox(f.landmarks("post")), truth=vox(f.landmarks("pre")), ants=vox(ants))
         print(f"{args.out / f.patient}.npz")
 

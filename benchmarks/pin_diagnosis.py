@@ -92,7 +92,7 @@ def patients(args, cfg):
         for path in sorted(args.npz.glob("*.npz")):
             yield dict(np.load(path)) | {"patient": path.stem}
         return
-    folders = [PreprocFolder(p) for p in sorted(args.results.glob("*/preproc")) if (p / "preproc.json").exists()]
+    folders = [PreprocFolder.in_workdir(p) for p in sorted(args.results.glob("*/preproc")) if (p / "preproc.json").exists()]
     if not folders:
         sys.exit(f"no preprocessed patients under {args.results} (run `make demo` first)")
     for folder in folders:

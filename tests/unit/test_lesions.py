@@ -120,6 +120,24 @@ def test_a_partial_set_is_completed_from_the_registration_and_given_masks_win(ca
     assert "resection derived" in lesions.describe(info) and "tumor given" in lesions.describe(info)
 
 
+def test_a_study_on_a_workdir_reads_the_lesion_folder_beside_the_preprocessed_one(cavity_patient, tmp_path):
+    import shutil
+
+    from landmarkflow.cohort.preproc_folder import PreprocFolder
+    from landmarkflow.core import layout
+
+    root, folder, cavity, _ = cavity_patient
+    pre_dir = tmp_path / layout.preproc("P1")
+    shutil.copytree(folder.path, pre_dir)
+    assert PreprocFolder.in_workdir(pre_dir).lesions is None  # no lesion folder yet: the manifest's masks
+    assert PreprocFolder.in_workdir(pre_dir).lesion("post") is None
+    lesions.complete_lesions(pre_dir, tmp_path / layout.lesions_dir("P1"), {"threshold_mm": 1.0, "min_ml": 0.05},
+                             svf_dir=root / "svf")
+    found = PreprocFolder.in_workdir(pre_dir)
+    assert found.lesions == tmp_path / layout.lesions_dir("P1")
+    assert lesions.dice(found.lesion("post"), cavity) >= 0.5  # the derived cavity
+
+
 def test_without_derivation_or_svf_the_missing_mask_stays_missing(cavity_patient, tmp_path):
     root, folder, _, _ = cavity_patient
     for settings, svf_dir in (({"derive": False}, root / "svf"), ({}, None)):

@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core import layout
 from ..core.errors import InputError
 from ..imaging import spatial
 from ..imaging.image import Image, read_image
@@ -46,6 +47,15 @@ class PreprocFolder:
     def __init__(self, path, lesions=None):
         self.path = Path(path)
         self.lesions = None if lesions is None else Path(lesions)
+
+    @classmethod
+    def in_workdir(cls, path) -> PreprocFolder:
+        """A workflow's preprocessed folder (``<workdir>/results/<patient>/preproc``) with that patient's lesion
+        folder (:func:`landmarkflow.core.layout.lesions_dir`) when the workflow wrote one: how a study on a
+        workdir reads the masks every stage used, given or derived."""
+        path = Path(path)
+        lesions = path.parents[2] / layout.lesions_dir(path.parent.name) if len(path.parents) > 2 else None
+        return cls(path, lesions=lesions if lesions is not None and lesions.is_dir() else None)
 
     def __repr__(self) -> str:
         extra = "" if self.lesions is None else f", lesions={str(self.lesions)!r}"
