@@ -67,14 +67,11 @@ def run(args):
         detections[label] = _settings(pairs.split(","))
     folders = sorted(f for f in (workdir / "results").glob("*/preproc")
                      if not args.patients or f.parent.name in args.patients.split(","))
-    def lesions_of(pre_dir):  # the workflow's lesion folder (given and derived masks), when it has one
-        return PreprocFolder.in_workdir(pre_dir).lesions
-
     if args.bands_from:  # the distance to the true cavity of another run (a study with the masks withheld)
         truth_dirs = [Path(args.bands_from) / "results" / f.parent.name / "preproc" for f in folders]
         bands = cavity_distances(truth_dirs).set_index(["patient", "landmark"])
     else:
-        bands = cavity_distances(folders, [lesions_of(f) for f in folders]).set_index(["patient", "landmark"])
+        bands = cavity_distances(folders, [PreprocFolder.in_workdir(f).lesions for f in folders]).set_index(["patient", "landmark"])
     rows = []
     for seed in [int(s) for s in args.seeds.split(",")]:
         for pre_dir in folders:
@@ -91,7 +88,7 @@ def run(args):
                 t0 = time.time()
                 states = train_agents(pre_dir, cfg, seed, Path(tmp) / "trained", device=args.device, threads=args.threads,
                                       variants=args.variants.split(",") if args.variants else None,
-                                      lesions_dir=lesions_of(pre_dir))
+                                      lesions_dir=folder.lesions)
                 train_s = time.time() - t0
                 updates = {f"{s['landmark']}_{s['variant']}": s["updates"] for s in states}
                 variants = sorted({s["variant"] for s in states if s["variant"] != "fine"}) + ["seeded"]
@@ -102,7 +99,7 @@ def run(args):
                                                 Path(tmp) / "e.tsv", Path(tmp) / "t.tsv", device=args.device,
                                                 threads=args.threads, detection=det,
                                                 seed_landmarks=ants_csv if variant == "seeded" else None,
-                                                lesions_dir=lesions_of(pre_dir))
+                                                lesions_dir=folder.lesions)
                         for r in df.itertuples():
                             lid = str(r.landmark)
                             p = np.array([r.x, r.y, r.z])
