@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: import name -> distribution name, for the third-party packages the library may use
 DISTRIBUTIONS = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "nibabel": "nibabel", "SimpleITK": "SimpleITK",
                  "nilearn": "nilearn", "yaml": "pyyaml", "matplotlib": "matplotlib", "torch": "torch", "ants": "antspyx",
-                 "radiomics": "pyradiomics"}
+                 "radiomics": "pyradiomics", "jinja2": "jinja2", "markupsafe": "markupsafe"}
 
 
 def _imports(folder: Path) -> set[str]:

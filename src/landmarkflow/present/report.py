@@ -9,11 +9,9 @@ run time and memory per rule, warnings, configuration and software versions.
 
 from __future__ import annotations
 
-import html
 import logging
 import platform
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +30,7 @@ from ..preprocess.lesions import describe as describe_lesions
 from ..preprocess.lesions import read_info as read_lesions_info
 from . import figures
 from .figures import png_file_uri, png_uri
+from .pages import Code, Details, Figure, Heading, Link, Pre, Section, note, render_page, table, warn
 
 log = logging.getLogger(__name__)
 
@@ -93,29 +92,30 @@ def search_timings(inputs: ReportInputs) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["method", "patient", "landmark", "train_s", "inference_s"])
 
 
-def _pin_section(summ: pd.DataFrame, inputs: ReportInputs) -> str:
+def _pin_section(summ: pd.DataFrame, inputs: ReportInputs) -> list:
     times = search_timings(inputs)
     if times.empty or "pin" not in set(times["method"]):
-        return '<p class="note">Not part of this run (the PIN stage is not active).</p>'
+        return [note("Not part of this run (the PIN stage is not active).")]
     t = times.groupby("method", as_index=False).agg(landmarks=("landmark", "size"), train_s_per_landmark=("train_s", "mean"),
                                                     inference_s_per_landmark=("inference_s", "mean"))
     if not summ.empty:
         t = t.merge(summ[["method", "mean_mm", "median_mm", "robustness", "spread_mm"]], on="method", how="left")
     t = sort_methods(t)
-    warn = ""
+    out = []
     if (rob := experimental(summ, "pin")) is not None:
-        warn = (f'<p class="warn">PIN is experimental: it improved on the rigidly aligned position for only '
-                f"{100 * rob:.0f}% of the landmarks here (the target is 90%). The consensus gives it no weight "
-                "unless consensus.methods lists it.</p>")
-    return (warn + '<p class="note">The supervised PIN (one network per landmark, regression and direction classification, '
-            "rule C from the same 20 start points) against the reinforcement-learning agents, on the same patients: "
-            "accuracy (mm, robustness = share of landmarks improved over the initial error), training time per landmark "
-            "(the training loop, without the job's start-up) and inference time per landmark (all starts).</p>" + _table(t))
+        out.append(warn(f"PIN is experimental: it improved on the rigidly aligned position for only {100 * rob:.0f}% of "
+                        "the landmarks here (the target is 90%). The consensus gives it no weight unless "
+                        "consensus.methods lists it."))
+    return out + [note("The supervised PIN (one network per landmark, regression and direction classification, "
+                       "rule C from the same 20 start points) against the reinforcement-learning agents, on the same "
+                       "patients: accuracy (mm, robustness = share of landmarks improved over the initial error), training "
+                       "time per landmark (the training loop, without the job's start-up) and inference time per landmark "
+                       "(all starts)."), table(t)]
 
 
-def _rigid_section(inputs: ReportInputs, warnings: list) -> str:
+def _rigid_section(inputs: ReportInputs, warnings: list) -> list:
     if inputs.rigid_fit is None or inputs.rigid_residuals is None:
-        return '<p class="note">(not computed)</p>'
+        return [note("(not computed)")]
     fits = pd.read_csv(inputs.rigid_fit, sep="\t")
     res = pd.read_csv(inputs.rigid_residuals, sep="\t", dtype={"landmark": str})
     for r in fits[fits["status"] != "ok"].itertuples():
@@ -125,53 +125,21 @@ def _rigid_section(inputs: ReportInputs, warnings: list) -> str:
             spread = f", spread {r.spread_mm:.1f} mm" if np.isfinite(r.spread_mm) else ""
             warnings.append(f"{r.patient} landmark {r.landmark}: {r.method} is {r.residual_mm:.1f} mm off the rigid fit of its landmarks{spread}")
     if res.empty:
-        return _table(fits)
+        return [table(fits)]
     wide = res.pivot_table(index=["patient", "landmark"], columns="method", values="residual_mm").reset_index()
     spread = res.dropna(subset=["spread_mm"]).pivot_table(index=["patient", "landmark"], columns="method", values="spread_mm")
     spread.columns = [f"spread {c}" for c in spread.columns]
     wide = wide.merge(spread.reset_index(), on=["patient", "landmark"], how="left") if len(spread) else wide
-    return ('<p class="note">Least-squares rigid fit (SVD, Arun et al. 1987) of the post-op landmarks onto each method\'s '
-            "pre-op positions (and onto the ground truth, <code>truth</code>). rms/max residual: how far the landmarks are from "
-            "moving rigidly together; a landmark far off the fit is suspect (flagged, see Warnings), its agent spread beside it. "
-            "rotation/shift vs image: the rotation angle of the residual transform between this fit and the preprocessing's "
-            "image-based rigid registration, and the mean distance of the landmarks under the two. "
-            "<code>identity</code> is the image-based registration itself (0 by construction).</p>"
-            + _table(fits) + "<h3>Residual per landmark (mm) and spread</h3>" + _table(wide))
+    return [note("Least-squares rigid fit (SVD, Arun et al. 1987) of the post-op landmarks onto each method's pre-op "
+                 "positions (and onto the ground truth, ", Code("truth"), "). rms/max residual: how far the landmarks are "
+                 "from moving rigidly together; a landmark far off the fit is suspect (flagged, see Warnings), its agent "
+                 "spread beside it. rotation/shift vs image: the rotation angle of the residual transform between this fit "
+                 "and the preprocessing's image-based rigid registration, and the mean distance of the landmarks under the "
+                 "two. ", Code("identity"), " is the image-based registration itself (0 by construction)."),
+            table(fits), Heading("Residual per landmark (mm) and spread"), table(wide)]
 
 
-# ----------------------------------------------------------------------------- HTML
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
-h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.88em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
-.warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}.note{color:#555;font-size:.9em}
-pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:1em}
-"""
-
-CHECK_JS = """
-window.__errors = [];
-window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e)); });
-window.addEventListener('load', function () {
-  var imgs = Array.prototype.slice.call(document.images);
-  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; }).length;
-  var s = document.getElementById('render-status');
-  s.textContent = 'images ' + ok + '/' + imgs.length + '; errors ' + window.__errors.length;
-  s.setAttribute('data-images-ok', ok); s.setAttribute('data-images', imgs.length);
-  s.setAttribute('data-errors', window.__errors.length);
-});
-"""
-
-
-def _table(df: pd.DataFrame, floats: int = 2, escape: bool = True) -> str:
-    """A table as HTML; with ``escape=False`` the cells are HTML already (text in them must be escaped by the caller)."""
-    if df is None or df.empty:
-        return '<p class="note">(empty)</p>'
-    if not escape:
-        df = df.map(lambda v: html.escape(v) if isinstance(v, str) and not v.startswith("<a ") else v)
-    return df.to_html(index=False, float_format=lambda x: f"{x:.{floats}f}", na_rep="", border=0, escape=False)
-
-
+# ----------------------------------------------------------------------------- sections: lists of blocks (.pages)
 def _versions() -> dict:
     import importlib.metadata as md
 
@@ -215,159 +183,164 @@ def _landmark_figures(m, pred: pd.DataFrame, truth: dict, inputs: ReportInputs, 
 CHECK_FIGURES = 3
 
 
-def _bands_table(bands: pd.DataFrame | None) -> str:
+def _bands_table(bands: pd.DataFrame | None) -> list:
     """The errors by distance to the cavity: one row per method, mean error (and landmarks) per band."""
     if bands is None or bands.empty:
-        return ""
+        return []
     cells = bands.assign(cell=[f"{r.mean_mm:.2f} ({int(r.n)})" for r in bands.itertuples()])
     wide = cells.pivot_table(index="method", columns="band", values="cell", aggfunc="first", sort=False).reset_index()
     wide = sort_methods(wide)[["method"] + list(dict.fromkeys(bands["band"]))]
-    return ("<h3>Error by distance to the cavity</h3><p class=\"note\">Mean error in mm (landmarks) per band of the "
-            "post-op landmark's distance to the resection cavity (the given mask, or the derived one where none was given): registration is least reliable near it.</p>" + _table(wide))
+    return [Heading("Error by distance to the cavity"),
+            note("Mean error in mm (landmarks) per band of the post-op landmark's distance to the resection cavity (the "
+                 "given mask, or the derived one where none was given): registration is least reliable near it."),
+            table(wide)]
 
 
 def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFrame | None, fig5: dict,
-                     bands: pd.DataFrame | None = None, pages: str | None = None) -> str:
+                     bands: pd.DataFrame | None = None, pages: str | None = None) -> list:
     """The summary: the error table where there is ground truth, plainly said where there is none, what is
     known without it (shift, disagreement, spread, fallbacks, Jacobian), and the landmarks to check first."""
     with_truth = set(err["patient"]) if len(err) else set()
     without = [p for p in m.patients if p not in with_truth]
     if not with_truth:
-        body = ('<p class="warn">No pre-operative ground truth: no patient has pre-op landmarks of the post-op '
-                "annotator, so no error can be measured. The table shows what is known without it: how far each method "
-                "moves the landmarks from the rigidly aligned post-op position (median_shift_mm), how far its predictions "
-                "are from the other methods' (median_disagreement_mm), the agents' spread, the fallbacks to the rigid "
-                "position and, for deformations, the share of folding voxels. Check the landmarks listed below by eye "
-                "first.</p>")
-        body += _table(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))
+        body = [warn("No pre-operative ground truth: no patient has pre-op landmarks of the post-op annotator, so no "
+                     "error can be measured. The table shows what is known without it: how far each method moves the "
+                     "landmarks from the rigidly aligned post-op position (median_shift_mm), how far its predictions are "
+                     "from the other methods' (median_disagreement_mm), the agents' spread, the fallbacks to the rigid "
+                     "position and, for deformations, the share of folding voxels. Check the landmarks listed below by "
+                     "eye first."),
+                table(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))]
     else:
+        body = []
         if without:
-            body = (f'<p class="warn">Pre-operative ground truth for {len(with_truth)} of {len(m.patients)} patients: '
-                    f"errors (n, mean ... over_5mm) are over those; {html.escape(', '.join(without))} "
-                    "count in the columns that need no ground truth only.</p>")
-        else:
-            body = ""
-        body += _table(summ)
-        body += ('<p class="note">n: landmarks with ground truth; mean/median: error in mm; norm_*: error / initial error '
-                 "per landmark (paper, Table 1); robustness: share of landmarks improved over the initial error; over_5mm: "
-                 "share of errors above 5 mm. Without ground truth: landmarks predicted; median_shift_mm: from the rigidly "
-                 "aligned post-op position; median_disagreement_mm: distance to the median of the other methods' "
-                 "predictions; spread: mean distance of the agents' 20 end points to their centre; fallbacks: implausible "
-                 "predictions replaced by the rigidly aligned position. consensus (first row) is the workflow's "
-                 "recommended landmark: the registration's where the agents confirm it, the agents' where they agree "
-                 "among themselves far from it (README, \"Consensus\"); flagged: its landmarks to check; flag_catch: "
-                 "share of its errors above the flag distance (consensus.flag_error_mm) that are flagged; "
-                 "flag_false_alarm: share of the flagged landmarks whose error is below it.</p>")
+            body.append(warn(f"Pre-operative ground truth for {len(with_truth)} of {len(m.patients)} patients: errors "
+                             f"(n, mean ... over_5mm) are over those; {', '.join(without)} count in the columns that "
+                             "need no ground truth only."))
+        body += [table(summ),
+                 note("n: landmarks with ground truth; mean/median: error in mm; norm_*: error / initial error per "
+                      "landmark (paper, Table 1); robustness: share of landmarks improved over the initial error; "
+                      "over_5mm: share of errors above 5 mm. Without ground truth: landmarks predicted; median_shift_mm: "
+                      "from the rigidly aligned post-op position; median_disagreement_mm: distance to the median of the "
+                      "other methods' predictions; spread: mean distance of the agents' 20 end points to their centre; "
+                      "fallbacks: implausible predictions replaced by the rigidly aligned position. consensus (first row) "
+                      "is the workflow's recommended landmark: the registration's where the agents confirm it, the "
+                      "agents' where they agree among themselves far from it (README, \"Consensus\"); flagged: its "
+                      "landmarks to check; flag_catch: share of its errors above the flag distance "
+                      "(consensus.flag_error_mm) that are flagged; flag_false_alarm: share of the flagged landmarks "
+                      "whose error is below it.")]
         body += _bands_table(bands)
     if check is None or check.empty:
         return body
     rows = check.copy()
     page = (lambda p: f"{pages}/{p}.html") if pages else (lambda p: "")  # large cohorts: the views are on the patient pages
-    rows.insert(0, "view", [f'<a href="{page(p)}#{_anchor(p, lm)}">Fig. 5</a>' if (p, lm) in fig5 else ""
+    rows.insert(0, "view", [Link(f"{page(p)}#{_anchor(p, lm)}", "Fig. 5") if (p, lm) in fig5 else ""
                             for p, lm in zip(rows["patient"], rows["landmark"])])
-    body += ("<h3>Landmarks to check first</h3><p class=\"note\">Every landmark, the most doubtful on top: warning signs "
-             "are a fallback, a method off the landmark-based rigid fit, and a median disagreement above the rigid-fit "
-             f"flag distance. The first {CHECK_FIGURES} with their slices below the table.</p>"
-             + _table(rows, escape=False))
-    for r in rows.head(CHECK_FIGURES).itertuples():
-        if (r.patient, r.landmark) in fig5:
-            body += f'<img alt="check first: {html.escape(r.patient)} landmark {html.escape(r.landmark)}" src="{fig5[(r.patient, r.landmark)]}">'
+    body += [Heading("Landmarks to check first"),
+             note("Every landmark, the most doubtful on top: warning signs are a fallback, a method off the "
+                  "landmark-based rigid fit, and a median disagreement above the rigid-fit flag distance. The first "
+                  f"{CHECK_FIGURES} with their slices below the table."),
+             table(rows)]
+    body += [Figure(fig5[(r.patient, r.landmark)], f"check first: {r.patient} landmark {r.landmark}")
+             for r in rows.head(CHECK_FIGURES).itertuples() if (r.patient, r.landmark) in fig5]
     return body
 
 
-def _errors_section(err: pd.DataFrame, figures_dir: Path) -> str | None:
+def _errors_section(err: pd.DataFrame, figures_dir: Path) -> list | None:
     if err.empty:
         return None
     err = err.copy()
     err["norm_error"] = err["error_mm"] / err["initial_mm"]
-    figs = (
-        f'<img alt="error per method" src="{png_uri(figures.error_figure(err), figures_dir / "errors.png")}">'
-        f'<img alt="normalised error per method" src="{png_uri(figures.error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png")}">'
-        f'<img alt="error against initial error" src="{png_uri(figures.initial_figure(err), figures_dir / "error_vs_initial.png")}">'
-    )
-    return figs + "<details><summary>per landmark</summary>" + _table(err.drop(columns="norm_error")) + "</details>"
+    return [
+        Figure(png_uri(figures.error_figure(err), figures_dir / "errors.png"), "error per method"),
+        Figure(png_uri(figures.error_figure(err, "norm_error", "error / initial error"), figures_dir / "normalised_errors.png"),
+               "normalised error per method"),
+        Figure(png_uri(figures.initial_figure(err), figures_dir / "error_vs_initial.png"), "error against initial error"),
+        Details("per landmark", [table(err.drop(columns="norm_error"))]),
+    ]
 
 
-def _predictions_section(pred: pd.DataFrame) -> str:
+def _predictions_section(pred: pd.DataFrame) -> list:
     dis = pred.dropna(subset=["disagreement_mm"])
     if len(dis):
         dis = dis.pivot_table(index=["patient", "landmark"], columns="method", values="disagreement_mm").reset_index()
         dis = dis[["patient", "landmark"] + sorted(dis.columns[2:], key=sort_key)]
-    return ('<p class="note">Per landmark and method: the distance (mm) of the prediction to the median of the '
-            "other methods' predictions (identity and raters are not counted among the others). Every prediction "
-            "with its shift from the rigidly aligned post-op position and its spread is in the table below.</p>"
-            + _table(dis) + "<details><summary>every prediction</summary>" + _table(pred) + "</details>")
+    return [note("Per landmark and method: the distance (mm) of the prediction to the median of the other methods' "
+                 "predictions (identity and raters are not counted among the others). Every prediction with its shift "
+                 "from the rigidly aligned post-op position and its spread is in the table below."),
+            table(dis), Details("every prediction", [table(pred)])]
 
 
-def _landmarks_section(fig5: dict) -> str:
-    body = "".join(f'<img id="{_anchor(patient, landmark)}" alt="{html.escape(patient)} landmark {html.escape(landmark)}" src="{uri}">'
-                   for (patient, landmark), uri in fig5.items())
-    return body or '<p class="note">(none)</p>'
+def _landmarks_section(fig5: dict) -> list:
+    body = [Figure(uri, f"{patient} landmark {landmark}", _anchor(patient, landmark)) for (patient, landmark), uri in fig5.items()]
+    return body or [note("(none)")]
 
 
-def _training_section(m, inputs: ReportInputs, figures_dir: Path) -> str:
+def _training_section(m, inputs: ReportInputs, figures_dir: Path) -> list:
     logs = {}
     for key, path in inputs.of_kind("training"):
         logs.setdefault(key["patient"], {}).setdefault(key["method"] == "pin", {})[
             f"{key['landmark']}_{key['method'].removeprefix('agent_')}"] = pd.read_csv(path, sep="\t")
-    body = ""
+    body = []
     for patient in m.patients:
         agents, pins = logs.get(patient, {}).get(False), logs.get(patient, {}).get(True)
         if agents:
-            body += f"<h3>{html.escape(patient)}</h3>" + f'<img alt="training {html.escape(patient)}" src="{png_uri(figures.training_figure(dict(sorted(agents.items()))), figures_dir / f"training_{patient}.png")}">'
+            body += [Heading(patient), Figure(png_uri(figures.training_figure(dict(sorted(agents.items()))),
+                                                      figures_dir / f"training_{patient}.png"), f"training {patient}")]
         if pins:
-            body += f'<img alt="PIN training {html.escape(patient)}" src="{png_uri(figures.pin_training_figure(dict(sorted(pins.items()))), figures_dir / f"training_pin_{patient}.png")}">'
-    return body or '<p class="note">(nothing trained)</p>'
+            body.append(Figure(png_uri(figures.pin_training_figure(dict(sorted(pins.items()))),
+                                       figures_dir / f"training_pin_{patient}.png"), f"PIN training {patient}"))
+    return body or [note("(nothing trained)")]
 
 
-def _qc_section(m, inputs: ReportInputs) -> str:
-    body = ""
+def _qc_section(m, inputs: ReportInputs) -> list:
+    body = []
     folders = inputs.folders()
     for patient in m.patients:
         folder = folders.get(patient)
         if folder is not None and folder.qc_path.exists():
-            body += (f"<h3>{html.escape(patient)}</h3><p class=\"note\">rigid post-op to pre-op: rotation {folder.rotation_deg:.2f} deg; "
-                     f"preprocessing {folder.timings_s.get('total', float('nan')):.0f} s</p><img alt=\"QC {html.escape(patient)}\" src=\"{png_file_uri(folder.qc_path)}\">")
+            body += [Heading(patient),
+                     note(f"rigid post-op to pre-op: rotation {folder.rotation_deg:.2f} deg; preprocessing "
+                          f"{folder.timings_s.get('total', float('nan')):.0f} s"),
+                     Figure(png_file_uri(folder.qc_path), f"QC {patient}")]
             body += _lesions_note(patient, folder)
-    return body or '<p class="note">(none)</p>'
+    return body or [note("(none)")]
 
 
-def _lesions_note(patient: str, folder: PreprocFolder) -> str:
+def _lesions_note(patient: str, folder: PreprocFolder) -> list:
     """Which lesion masks a patient had (given, derived, none) and, where one is derived, its QC figure."""
     info = None if folder.lesions is None else read_lesions_info(folder.lesions)
     if info is None:
-        return ""
-    body = f'<p class="note">lesion masks: {html.escape(describe_lesions(info))}</p>'
+        return []
+    body = [note(f"lesion masks: {describe_lesions(info)}")]
     qc = folder.lesions / "qc.png"
     if any(info[tp]["source"] == "derived" for tp in TIMEPOINTS) and qc.exists():
-        body += f'<img alt="derived lesions {html.escape(patient)}" src="{png_file_uri(qc)}">'
+        body.append(Figure(png_file_uri(qc), f"derived lesions {patient}"))
     return body
 
 
-def _radiomics_section(inputs: ReportInputs) -> str:
+def _radiomics_section(inputs: ReportInputs) -> list:
     if inputs.radiomics_summary is None:
-        return '<p class="note">Not part of this run (the radiomics stage is not active).</p>'
+        return [note("Not part of this run (the radiomics stage is not active).")]
     rdf = pd.read_csv(inputs.radiomics_summary, sep="\t")
     if rdf.empty:
-        return '<p class="note">No ground truth: no comparison of differential features.</p>'
+        return [note("No ground truth: no comparison of differential features.")]
     piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
     piv = sort_methods(piv)
-    return ('<p class="note">How much the redetected position changes the differential features (post - pre) '
-            "against those measured at the ground-truth position: median of |delta(method) - delta(truth)| / "
-            "sd(feature), per feature class (mean over modalities and radii). 0 = the same differential features "
-            "as at the true position.</p>" + _table(piv) + "<details><summary>per modality and radius</summary>"
-            + _table(rdf) + "</details>")
+    return [note("How much the redetected position changes the differential features (post - pre) against those "
+                 "measured at the ground-truth position: median of |delta(method) - delta(truth)| / sd(feature), per "
+                 "feature class (mean over modalities and radii). 0 = the same differential features as at the true "
+                 "position."), table(piv), Details("per modality and radius", [table(rdf)])]
 
 
-def _benchmarks_section(inputs: ReportInputs) -> str:
+def _benchmarks_section(inputs: ReportInputs) -> list:
     bdf = read_benchmarks(path for _, path in inputs.of_kind("benchmark"))
     if bdf.empty:
-        return '<p class="note">(no benchmarks)</p>'
+        return [note("(no benchmarks)")]
     agg = summarise_benchmarks(bdf)[["rule", "jobs", "mean_s", "max_s", "max_rss_mb"]]
-    return _table(agg, 1) + "<details><summary>every job</summary>" + _table(bdf[["rule", "job", "seconds", "max_rss_mb"]], 1) + "</details>"
+    return [table(agg, 1), Details("every job", [table(bdf[["rule", "job", "seconds", "max_rss_mb"]], 1)])]
 
 
-def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -> str:
+def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -> list:
     warns = []
     if inputs.warnings:
         warns += pd.read_csv(inputs.warnings, sep="\t")["warning"].dropna().tolist()
@@ -385,32 +358,14 @@ def _warnings_section(m, inputs: ReportInputs, pred: pd.DataFrame, more: list) -
                 warns.append(f"{key['patient']}, {inside}: {warning}; the job ran on the CPU")
     fb = pred[pred["fallback"] == 1] if "fallback" in pred else pred.iloc[:0]
     warns += [f"{r.patient} landmark {r.landmark}: {r.method} fell back to the rigidly aligned position" for r in fb.itertuples()]
-    return "".join(f'<p class="warn">{html.escape(w)}</p>' for w in warns) or '<p class="note">none</p>'
+    return [warn(str(w)) for w in warns] or [note("none")]
 
 
-def _config_section(config: dict) -> str:
+def _config_section(config: dict) -> list:
     import yaml
 
-    return ("<h3>config</h3><pre>" + html.escape(yaml.safe_dump(config, sort_keys=False)) + "</pre>"
-            "<h3>versions</h3>" + _table(pd.DataFrame([_versions()])))
-
-
-def _page(m, sections: list[tuple[str, str, str]], manifest_name: str) -> str:
-    return _html("Landmark redetection report", "Landmark redetection: cohort report",
-                 f"{len(m.patients)} patient(s), manifest {html.escape(manifest_name)}", sections)
-
-
-def _html(title: str, heading: str, note: str, sections: list[tuple[str, str, str]], before: str = "") -> str:
-    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    nav = "".join(f'<a href="#{sid}">{html.escape(t.split(" (")[0])}</a>' for sid, t, _ in sections)
-    parts = [f'<section id="{sid}"><h2>{html.escape(t)}</h2>{body}</section>' for sid, t, body in sections]
-    return (
-        f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}</title>"
-        f"<style>{CSS}</style><script>{CHECK_JS}</script></head><body>{before}"
-        f"<h1>{html.escape(heading)}</h1><p class=\"note\">{note}, built {now}. "
-        "All coordinates are pre-operative world RAS mm.</p>"
-        f'<nav>{nav}</nav>{"".join(parts)}<p id="render-status" class="note">rendering</p></body></html>'
-    )
+    return [Heading("config"), Pre(yaml.safe_dump(config, sort_keys=False)), Heading("versions"),
+            table(pd.DataFrame([_versions()]))]
 
 
 #: above this many patients the cohort page links to the patient pages instead of showing every landmark's views
@@ -428,50 +383,53 @@ def _patient_page(patient: str, consensus, check: pd.DataFrame | None, pred: pd.
     mine = pred[pred["patient"] == patient]
     if consensus is not None:
         cols = [c for c in ("landmark", "label", "x", "y", "z", "uncertainty_mm", "flag", "rule", "methods") if c in consensus]
-        recommended = _table(consensus[cols], 2)
+        recommended = [table(consensus[cols], 2)]
         flagged = [str(lm) for lm, f in zip(consensus["landmark"], consensus["flag"]) if str(f) == "1"]
         why = "flagged by the consensus (check them by eye)"
     else:
-        recommended = '<p class="note">The consensus is not part of this run (consensus.activate: false).</p>'
+        recommended = [note("The consensus is not part of this run (consensus.activate: false).")]
         rows = check[check["patient"] == patient] if check is not None else pd.DataFrame()
         flagged = [str(lm) for lm, w in zip(rows.get("landmark", []), rows.get("warning_signs", [])) if w > 0]
         why = "with warning signs (landmarks_to_check.tsv)"
-    listed = (f'<p class="warn">{len(flagged)} landmark(s): {html.escape(", ".join(flagged))}</p>' if flagged
-              else '<p class="note">none</p>')
+    listed = [warn(f"{len(flagged)} landmark(s): {', '.join(flagged)}")] if flagged else [note("none")]
+
     def views(landmarks):
-        return "".join(f'<h3>landmark {html.escape(lm)}</h3><img id="{_anchor(patient, lm)}" alt="{html.escape(patient)} '
-                       f'landmark {html.escape(lm)}" src="{fig5[(patient, lm)]}">' for lm in landmarks if (patient, lm) in fig5)
+        out = []
+        for lm in landmarks:
+            if (patient, lm) in fig5:
+                out += [Heading(f"landmark {lm}"), Figure(fig5[(patient, lm)], f"{patient} landmark {lm}", _anchor(patient, lm))]
+        return out
 
     others = [lm for (p, lm) in fig5 if p == patient and lm not in flagged]
     sections = [
-        ("recommended", "Recommended landmarks (consensus.csv)", recommended),
-        ("flagged", f"Landmarks {why}", listed + views(flagged)),
-        ("others", "The other landmarks", views(others) or '<p class="note">none</p>'),
-        ("predictions", "Every method's prediction", _table(mine.drop(columns="patient"))),
+        Section("recommended", "Recommended landmarks (consensus.csv)", recommended),
+        Section("flagged", f"Landmarks {why}", listed + views(flagged)),
+        Section("others", "The other landmarks", views(others) or [note("none")]),
+        Section("predictions", "Every method's prediction", [table(mine.drop(columns="patient"))]),
     ]
-    back = '<p class="note"><a href="../report.html">the cohort report</a></p>'
-    return _html(f"{patient}: landmark redetection", f"Patient {patient}", f"{mine['landmark'].nunique()} landmark(s)",
-                 sections, before=back)
+    return render_page(f"{patient}: landmark redetection", f"Patient {patient}", f"{mine['landmark'].nunique()} landmark(s)",
+                       sections, before=[note(Link("../report.html", "the cohort report"))])
 
 
-def _patients_section(m, consensus: dict, check: pd.DataFrame | None, folder: str) -> str:
+def _patients_section(m, consensus: dict, check: pd.DataFrame | None, folder: str) -> list:
     """A row per patient: its landmarks, flagged ones, warning signs, and the link to its page."""
     rows = []
     for patient in m.patients:
         c = consensus.get(patient)
         w = check[check["patient"] == patient] if check is not None else pd.DataFrame()
-        rows.append({"patient": f'<a href="{folder}/{patient}.html">{html.escape(patient)}</a>',
+        rows.append({"patient": Link(f"{folder}/{patient}.html", patient),
                      "landmarks": len(c) if c is not None else (len(w) or ""),
                      "flagged": int(c["flag"].astype(int).sum()) if c is not None else "",
                      "with warning signs": int((w["warning_signs"] > 0).sum()) if len(w) else 0})
-    return ('<p class="note">Each patient\'s page: the recommended landmarks with their uncertainty and flag, '
-            "and the flagged ones with their three views.</p>" + _table(pd.DataFrame(rows), escape=False))
+    return [note("Each patient's page: the recommended landmarks with their uncertainty and flag, and the flagged ones "
+                 "with their three views."), table(pd.DataFrame(rows))]
 
 
 def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir, patients_dir=None) -> None:
     """Write the cohort report (and its figures as PNG files under ``figures_dir``) from exactly ``inputs``,
     and, with ``patients_dir``, a page per patient there (``<patient>.html``), linked from the cohort page.
-    Above :data:`LARGE_COHORT` patients the cohort page links to them instead of showing every landmark."""
+    Above :data:`LARGE_COHORT` patients the cohort page links to them instead of showing every landmark.
+    The pages are rendered by :mod:`.pages` (every value escaped, no script but the render check)."""
     figures_dir = Path(figures_dir)
     summ = pd.read_csv(inputs.summary, sep="\t")
     err = pd.read_csv(inputs.errors, sep="\t", dtype={"landmark": str})
@@ -484,29 +442,33 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir, p
     large = patients_dir is not None and len(m.patients) > LARGE_COHORT
     folder = Path(patients_dir).name if patients_dir is not None else None
     rigid_warnings: list[str] = []
-    sections = [("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands, folder if large else None))]
+    sections = [Section("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands, folder if large else None))]
     if patients_dir is not None:
-        sections.append(("patients", "Patients", _patients_section(m, consensus, check, folder)))
+        sections.append(Section("patients", "Patients", _patients_section(m, consensus, check, folder)))
     if (errors := _errors_section(err, figures_dir)) is not None:
-        sections.append(("errors", "Errors per method (Fig. 4)", errors))
-    landmarks = (f'<p class="note">{len(m.patients)} patients: every landmark\'s views are on the patient pages '
-                 '(section "Patients"); the figures are also in <code>figures/</code>.</p>') if large else _landmarks_section(fig5)
+        sections.append(Section("errors", "Errors per method (Fig. 4)", errors))
+    landmarks = ([note(f"{len(m.patients)} patients: every landmark's views are on the patient pages (section "
+                       "\"Patients\"); the figures are also in ", Code("figures/"), ".")] if large
+                 else _landmarks_section(fig5))
     sections += [
-        ("predictions", "Predictions and disagreement (pre-op world, RAS mm)", _predictions_section(pred)),
-        ("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", landmarks),
-        ("training", "Training curves (agents and PIN)", _training_section(m, inputs, figures_dir)),
-        ("pin", "PIN against the agents", _pin_section(summ, inputs)),
-        ("rigid", "Landmark-based rigid fit", _rigid_section(inputs, rigid_warnings)),
-        ("qc", "Preprocessing quality control", _qc_section(m, inputs)),
-        ("radiomics", "Differential radiomics", _radiomics_section(inputs)),
-        ("benchmarks", "Run time and memory per rule", _benchmarks_section(inputs)),
-        ("warnings", "Warnings", _warnings_section(m, inputs, pred, rigid_warnings)),
-        ("config", "Configuration and software", _config_section(config)),
+        Section("predictions", "Predictions and disagreement (pre-op world, RAS mm)", _predictions_section(pred)),
+        Section("landmarks", "Landmarks: slices, predictions, end points and trajectories of agents and PIN (Fig. 5)", landmarks),
+        Section("training", "Training curves (agents and PIN)", _training_section(m, inputs, figures_dir)),
+        Section("pin", "PIN against the agents", _pin_section(summ, inputs)),
+        Section("rigid", "Landmark-based rigid fit", _rigid_section(inputs, rigid_warnings)),
+        Section("qc", "Preprocessing quality control", _qc_section(m, inputs)),
+        Section("radiomics", "Differential radiomics", _radiomics_section(inputs)),
+        Section("benchmarks", "Run time and memory per rule", _benchmarks_section(inputs)),
+        Section("warnings", "Warnings", _warnings_section(m, inputs, pred, rigid_warnings)),
+        Section("config", "Configuration and software", _config_section(config)),
     ]
     if patients_dir is not None:
         with atomic_dir(patients_dir) as tmp:
             for patient in m.patients:
                 (Path(tmp) / f"{patient}.html").write_text(
                     _patient_page(patient, consensus.get(patient), check, pred, fig5), encoding="utf-8")
+    manifest_name = str(config.get("cohort", m.source))
+    page = render_page("Landmark redetection report", "Landmark redetection: cohort report",
+                       f"{len(m.patients)} patient(s), manifest {manifest_name}", sections)
     with atomic_path(out_html) as tmp:
-        Path(tmp).write_text(_page(m, sections, str(config.get("cohort", m.source))), encoding="utf-8")
+        Path(tmp).write_text(page, encoding="utf-8")
