@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from . import __version__
-from .core import config
+from .core import config, layout
 from .core.errors import InputError
 from .core.logutil import setup_cli
 from .demo.synthetic import DEMO_DIR
@@ -27,15 +27,52 @@ def _validate(args) -> None:
     from .cohort.manifest import load_manifest
     from .cohort.validation import validate_contents
 
-    m = validate_contents(load_manifest(args.manifest, annotator=args.annotator), args.unmatched_truth)
+    settings = _checked_config(args.configfile, args.manifest) if args.configfile else None
+    landmarks = settings["landmarks"] if settings is not None else {}  # where the command line gives no value
+    annotator = args.annotator if args.annotator is not None else landmarks.get("annotator")
+    unmatched = args.unmatched_truth or landmarks.get("unmatched_truth") or config.default("landmarks", "unmatched_truth")
+    m = load_manifest(args.manifest, annotator=annotator)
+    if settings is not None:
+        m.check_modalities({f"{key}.modalities": settings[key]["modalities"]
+                            for key in ("agent", "pin", "ants", "svf", "radiomics")})
+    m = validate_contents(m, unmatched)
+    if settings is not None:
+        print(f"{', '.join(map(str, args.configfile))}: the config passed its checks")
     print(f"{args.manifest}: {len(m.patients)} patient(s), {len(m.table)} file(s), all checks passed")
     for w in m.warnings:
         print(f"warning: {w}")
 
 
+def _checked_config(files, manifest) -> dict:
+    """The config files read (:func:`.config.load`: a clear message for a file that is not plain YAML), merged in
+    their order as Snakemake merges them, checked against the schema and its relations, completed with the
+    defaults; ``cohort`` defaults to the manifest being validated."""
+    from .detect.consensus import ConsensusConfig
+
+    settings: dict = {}
+    for f in files:
+        config.merge(settings, config.load(f))
+    settings.setdefault("cohort", str(manifest))
+    try:
+        config.check(settings)
+        config.complete(settings)
+        ConsensusConfig.from_settings(settings["consensus"])  # what the workflow checks when it starts
+        config.check_relations(settings)
+    except (InputError, ValueError) as err:
+        raise InputError(f"config ({', '.join(map(str, files))}): {err}") from None
+    return settings
+
+
 def _seeds(args) -> None:
+    from pathlib import Path
+
     from .evaluate import seeds
 
+    # the config files the runs merge (config/config.yaml, then --configfile): one clear message for a file that
+    # is not plain YAML, before any run (Snakemake would say only "not valid JSON or YAML")
+    base, given = Path("config/config.yaml"), Path(args.configfile)
+    for f in ([base] if base.exists() and base.resolve() != given.resolve() else []) + [given]:
+        config.load(f)
     try:
         table = seeds.run_seeds(args.seeds.split(","), args.cores, args.snakemake_args, args.out, args.configfile,
                                 args.parallel)
@@ -103,8 +140,14 @@ def main(argv=None) -> int:
     p = sub.add_parser("validate", help="check a cohort manifest and every file it names")
     p.add_argument("manifest", type=Path)
     p.add_argument("--annotator", help="the post-op annotator whose landmarks are redetected (config landmarks.annotator)")
-    p.add_argument("--unmatched-truth", choices=("error", "warn"), default=config.default("landmarks", "unmatched_truth"),
-                   help="a ground truth whose identifiers match none of the post-op ones (config landmarks.unmatched_truth)")
+    p.add_argument("--unmatched-truth", choices=("error", "warn"),
+                   help="a ground truth whose identifiers match none of the post-op ones (config landmarks.unmatched_truth; "
+                        f"default {config.default('landmarks', 'unmatched_truth')})")
+    p.add_argument("--configfile", type=Path, action="append",
+                   help="also check this config file (plain YAML, the schema's keys and values, the modalities the "
+                        "cohort has) and take landmarks.annotator and landmarks.unmatched_truth from it; repeated, the "
+                        "files are merged in their order, as Snakemake merges them (give config/config.yaml first "
+                        "when the workflow's own config lies under yours)")
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("brats-manifest", help="turn a BraTS-Reg folder into a manifest (landmarks converted to RAS)")
@@ -143,7 +186,7 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="42,1,2", help="comma-separated workflow seeds (default 42,1,2)")
     p.add_argument("--cores", type=int, default=2, help="cores of each seed's run (default 2)")
     p.add_argument("--configfile", default="config/config.yaml", help="the config file (default config/config.yaml)")
-    p.add_argument("--out", default="results/seeds", help="the seeds' folder (default results/seeds)")
+    p.add_argument("--out", default=layout.SEEDS, help=f"the seeds' folder (default {layout.SEEDS})")
     p.add_argument("--parallel", action="store_true", help="start every seed's run at once (default: one after the other)")
     p.add_argument("snakemake_args", nargs=argparse.REMAINDER, help="-- then arguments for snakemake")
     p.set_defaults(func=_seeds)

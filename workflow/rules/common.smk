@@ -14,10 +14,20 @@ sys.path.insert(0, os.path.join(WORKFLOW_ROOT, "src"))  # the library, also when
 from landmarkflow.cohort import manifest as mf
 from landmarkflow.core import layout, methods
 from landmarkflow.core.config import AGENT_DETECTION_KEYS, PIN_DETECTION_KEYS, check_relations, result_settings, split_settings
+from landmarkflow.core.config import check as check_config, load as load_config
 from landmarkflow.core.errors import InputError
 from landmarkflow.demo.synthetic import DEMO_DIR, DEMO_FILES
 from landmarkflow.detect.consensus import ConsensusConfig
 
+# the config files once more with a safe loader: Snakemake's takes some YAML tags (!!python/name:..., which name
+# Python objects); then a config the schema refuses: the key's path, its value and what is allowed, in a few
+# lines (Snakemake's validate would print the whole schema)
+try:
+    for _configfile in workflow.configfiles:
+        load_config(_configfile)
+    check_config(config)
+except InputError as err:
+    raise WorkflowError(f"config: {err}") from None
 # the schema fills in every default: below, every key is there
 validate(config, schema="../schemas/config.schema.yaml")
 try:  # what the schema cannot say: relations between settings

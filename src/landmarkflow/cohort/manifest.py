@@ -23,6 +23,7 @@ import pandas as pd
 
 from ..core import layout
 from ..core.errors import InputError
+from ..core.files import broken_link, wide_encoding_problem
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,7 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annot
     df = _read_table(path)
     problems: list[str] = []
     df["path"] = _resolve_rows(df, path, check_files, problems)
+    problems += _name_collisions(df, path)
     problems += _duplicates(df, path)
     for patient, grp in df.groupby("patient", sort=False):
         rows = ", ".join(str(x) for x in grp["row"])
@@ -151,7 +153,10 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annot
 def _read_table(path: Path) -> pd.DataFrame:
     """The manifest's rows (comments and empty lines dropped), stripped, with their line numbers (``row``)."""
     if not path.is_file():
-        raise InputError(f"{path}: manifest not found")
+        link = None if path.exists() else broken_link(path)
+        raise InputError(f"{path}: the manifest is {link}" if link else f"{path}: manifest not found")
+    if problem := wide_encoding_problem(path, "the manifest"):
+        raise InputError(problem)
     try:
         lines = path.read_text(encoding="utf-8-sig").splitlines()
     except UnicodeDecodeError as err:
@@ -205,7 +210,8 @@ def _resolve_rows(df: pd.DataFrame, path: Path, check_files, problems: list) -> 
         p = Path(os.path.normpath(p if p.is_absolute() else base / p))
         if check_files is True or (callable(check_files) and check_files(p)):
             if not p.exists():
-                bad(r.row, f"file {p} not found")
+                link = broken_link(p)
+                bad(r.row, f"{p} is {link}" if link else f"file {p} not found")
             elif not p.is_file():
                 bad(r.row, f"{p} is not a file")
             elif not os.access(p, os.R_OK):
@@ -214,7 +220,30 @@ def _resolve_rows(df: pd.DataFrame, path: Path, check_files, problems: list) -> 
     return resolved
 
 
+def _name_collisions(df: pd.DataFrame, path: Path) -> list[str]:
+    """Patients whose folders results/<patient>/ collide: with the workflow's own folders there
+    (:data:`.layout.RESERVED`) or, on a case-insensitive file system (macOS's, Windows'), with another
+    patient's (``P001`` and ``p001``)."""
+    out = []
+    firsts = df.drop_duplicates("patient")
+    for r in firsts.itertuples(index=False):
+        if folder := layout.reserved(r.patient):
+            rows = ", ".join(str(x) for x in df[df["patient"] == r.patient]["row"])
+            out.append(f"{path}, row(s) {rows}: the patient {r.patient!r} has the name of the workflow's own folder "
+                       f"{layout.RESULTS}/{folder}/ (reserved, in any case: {', '.join(layout.RESERVED)}); "
+                       "rename the patient")
+    folded = firsts.assign(folded=firsts["patient"].str.casefold())
+    for _, grp in folded[folded.duplicated("folded", keep=False)].groupby("folded", sort=False):
+        names = " and ".join(repr(p) for p in grp["patient"])
+        out.append(f"{path}, rows {' and '.join(str(x) for x in grp['row'])}: the patients {names} differ only in case: "
+                   f"their folders {layout.RESULTS}/<patient>/ are one folder on a case-insensitive file system "
+                   "(macOS, Windows); spell one patient the same way in every row, or rename one")
+    return out
+
+
 def _duplicates(df: pd.DataFrame, path: Path) -> list[str]:
+    """Rows that name one thing twice: the same entry, the same path, or one file by two paths (a symbolic or a
+    hard link). Two files with the same bytes are a warning (:func:`patient_warnings`)."""
     out = []
     key = ["patient", "timepoint", "kind", "name"]
     for _, grp in df[df.duplicated(key, keep=False)].groupby(key, sort=False):
@@ -224,7 +253,65 @@ def _duplicates(df: pd.DataFrame, path: Path) -> list[str]:
     for _, grp in df[df.duplicated("path", keep=False) & (df["path"] != "")].groupby("path", sort=False):
         rows = ", ".join(str(x) for x in grp["row"])
         out.append(f"{path}, rows {rows}: the same file {grp.iloc[0]['path']} is listed more than once")
+    return out + _aliases(df, path)
+
+
+def _file_id(p: str) -> tuple[int, int] | None:
+    """(device, inode) of an existing file (links followed), else None."""
+    try:
+        st = os.stat(p)
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino) if os.path.isfile(p) else None
+
+
+def _aliases(df: pd.DataFrame, path: Path) -> list[str]:
+    """Rows whose different paths name one file: through a symbolic link or as hard links."""
+    out = []
+    ids = df["path"].map(lambda p: _file_id(p) if p else None)
+    known = ids.notna()
+    for _, grp in df[known].groupby(ids[known].map(str), sort=False):
+        paths = list(dict.fromkeys(grp["path"]))
+        if len(paths) < 2:
+            continue  # one path listed twice: said above
+        rows = ", ".join(str(x) for x in grp["row"])
+        reals = {p: os.path.realpath(p) for p in paths}
+        parts = [f"{p} is a symbolic link to {reals[p]}" for p in paths if os.path.islink(p)]
+        if len(set(reals.values())) > 1:
+            parts.append("hard links to one file")
+        elif not parts:
+            parts.append(f"the paths lead to {reals[paths[0]]} through a linked folder")
+        how = "; ".join(parts)
+        out.append(f"{path}, rows {rows}: {' and '.join(paths)} are one file ({how}): the same file is listed more "
+                   "than once")
     return out
+
+
+def identical_images(m: Manifest, patient: str) -> list[tuple]:
+    """Pairs of a patient's image rows (named tuples of :data:`COLUMNS` and ``row``) whose different files hold
+    the same bytes: two scans (two time points, or two modalities) cannot, so one scan was given twice. Cheap: only
+    files of equal size are read, and only until they differ."""
+    files = []
+    for r in m.rows(patient, kind="image").itertuples(index=False):
+        fid = _file_id(r.path) if r.path else None
+        if fid is not None:
+            files.append((r, fid, os.path.getsize(r.path)))
+    return [(a, b) for i, (a, aid, asize) in enumerate(files) for b, bid, bsize in files[i + 1:]
+            if aid != bid and asize == bsize and _same_bytes(a.path, b.path)]
+
+
+def _same_bytes(a: str, b: str, chunk: int = 1 << 20) -> bool:
+    """Do two files of equal size hold the same bytes? Read side by side, stopping at the first difference."""
+    try:
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            while True:
+                ca, cb = fa.read(chunk), fb.read(chunk)
+                if ca != cb:
+                    return False
+                if not ca:
+                    return True
+    except OSError:
+        return False
 
 
 def _patient_problems(grp: pd.DataFrame, where: str, annotator: str | None) -> list[str]:
@@ -257,8 +344,14 @@ def _patient_problems(grp: pd.DataFrame, where: str, annotator: str | None) -> l
 
 
 def patient_warnings(m: Manifest, patient: str) -> list[str]:
-    """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth."""
+    """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth,
+    two images with the same bytes (:func:`identical_images`; a warning, not an error: the same scan as both time
+    points is also how a run is checked against itself)."""
     out = []
+    for a, b in identical_images(m, patient):
+        out.append(f"patient {patient}, rows {a.row} and {b.row}: {a.path} and {b.path} have identical contents: the "
+                   f"same scan given twice? (the {a.timepoint}-operative {a.name} and the {b.timepoint}-operative "
+                   f"{b.name} image; the workflow goes on, comparing the scan with itself)")
     pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
     only = sorted(pre ^ post)
     if only:

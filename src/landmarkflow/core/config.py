@@ -17,8 +17,11 @@ from __future__ import annotations
 
 import copy
 import functools
+import re
 from dataclasses import field
 from pathlib import Path
+
+from .errors import InputError
 
 SCHEMA_FILE = Path(__file__).with_name("config.schema.yaml")
 
@@ -71,6 +74,193 @@ def complete(config: dict, schema_part: dict | None = None) -> dict:
         if isinstance(config.get(key), dict) and "properties" in prop:
             complete(config[key], prop)
     return config
+
+
+# ----------------------------------------------------------------------------- reading and checking a config
+def load(path) -> dict:
+    """A config file (YAML or JSON) as a dict, read with a safe loader: a problem is an :class:`InputError` that
+    names the file, the line and what is wrong (Snakemake says only "not valid JSON or YAML"). A YAML tag
+    (``!!python/object/apply:...``) is refused, never run."""
+    import json
+
+    import yaml
+
+    from .files import existing_file, wide_encoding_problem
+
+    path = existing_file(path, "config file")
+    if problem := wide_encoding_problem(path, "the config file"):
+        raise InputError(problem)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not a text file ({err}); save it as UTF-8 (plain text)") from None
+    try:  # JSON first, as Snakemake reads a config file (JSON may indent with tabs, YAML may not)
+        doc = json.loads(text)
+    except ValueError:
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as err:
+            raise InputError(_yaml_problem(path, err)) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise InputError(f"{path}: holds {_as_words(doc)}; expected keys at the top level (key: value, one a line)")
+    return doc
+
+
+def _yaml_problem(path, err) -> str:
+    """One line for a YAML error: file, line, column, what (a tag named as refused)."""
+    mark = getattr(err, "problem_mark", None)
+    line = f", line {mark.line + 1}" if mark is not None else ""
+    problem = getattr(err, "problem", None) or str(err).strip().splitlines()[0]
+    tag = re.search(r"constructor for the tag '([^']+)'", problem)
+    if tag:
+        name = tag.group(1).replace("tag:yaml.org,2002:", "!!")
+        return (f"{path}{line}: the YAML tag {name!r} is refused: config files hold plain values (a tag can make a "
+                "YAML loader run code); remove it")
+    column = f", column {mark.column + 1}" if mark is not None else ""
+    hint = " (YAML indents with spaces, not tabs)" if "'\\t'" in problem else ""
+    context = getattr(err, "context", None)
+    return f"{path}{line}{column}: not valid YAML: {problem}{f' ({context})' if context else ''}{hint}"
+
+
+def merge(base: dict, over: dict) -> dict:
+    """``over`` merged into ``base`` (changed and returned), sections key by key: how Snakemake merges its
+    config files, in the order they are given."""
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            merge(base[key], value)
+        else:
+            base[key] = copy.deepcopy(value)
+    return base
+
+
+#: how the schema's types read in a message
+_TYPES = {"integer": "an integer", "number": "a number", "string": "a string", "boolean": "true or false",
+          "array": "a list", "object": "a section of keys", "null": "null"}
+#: at most this many problems are told (the first ones, by key)
+_MAX_PROBLEMS = 8
+
+
+def check(config: dict) -> None:
+    """Check ``config`` against the schema (:func:`schema`) and raise an :class:`InputError` of a few lines: per
+    problem the key's path (``agent.updates``), the value and what is allowed, with a did-you-mean for a
+    misspelt key or value. The workflow calls this before Snakemake's ``validate`` (which stays the authority,
+    fills the defaults and, on an error, prints the whole schema).
+
+    The JSON-schema keywords the schema uses (:data:`KEYWORDS`) are applied here, as ``jsonschema`` applies them
+    (a test compares the two): the library's jobs import this module, and their environments need no
+    ``jsonschema``."""
+    problems = list(dict.fromkeys(_problems(config, schema(), [])))
+    if not problems:
+        return
+    if len(problems) == 1:
+        raise InputError(problems[0])
+    more = len(problems) - _MAX_PROBLEMS
+    shown = problems[:_MAX_PROBLEMS] + ([f"... and {more} more"] if more > 0 else [])
+    raise InputError(f"{len(problems)} problems:\n  - " + "\n  - ".join(shown))
+
+
+#: the JSON-schema keywords :func:`check` applies, and those that only annotate (a test keeps every keyword of the
+#: schema among them)
+KEYWORDS = ("type", "enum", "properties", "additionalProperties", "required", "pattern", "minimum", "maximum",
+            "exclusiveMinimum", "exclusiveMaximum", "items", "minItems", "maxItems")
+ANNOTATIONS = ("$schema", "description", "default")
+_BOUNDS = {"minimum": (lambda v, b: v >= b, "at least {}"), "maximum": (lambda v, b: v <= b, "at most {}"),
+           "exclusiveMinimum": (lambda v, b: v > b, "more than {}"),
+           "exclusiveMaximum": (lambda v, b: v < b, "less than {}")}
+
+
+def _is(value, json_type: str) -> bool:
+    """Is ``value`` of a JSON type, as JSON schema says (a bool is no number; 2.0 is an integer)."""
+    if json_type in ("integer", "number") and isinstance(value, bool):
+        return False
+    return {"integer": lambda v: isinstance(v, int) or (isinstance(v, float) and v.is_integer()),
+            "number": lambda v: isinstance(v, (int, float)), "string": lambda v: isinstance(v, str),
+            "boolean": lambda v: isinstance(v, bool), "array": lambda v: isinstance(v, list),
+            "object": lambda v: isinstance(v, dict), "null": lambda v: v is None}[json_type](value)
+
+
+def _problems(value, part: dict, path: list) -> list[str]:
+    """One line per way ``value`` (at the key path ``path``) breaks the schema's ``part``."""
+    name = _key_path(path) or "the config"
+    types = part.get("type")
+    if types is not None:
+        types = types if isinstance(types, list) else [types]
+        if not any(_is(value, t) for t in types):  # the other keywords would only repeat it
+            what = "no value (null)" if value is None else f"{_show(value)} is {_as_words(value)}"
+            return [f"{name}: {what}; expected {' or '.join(_TYPES.get(t, t) for t in types)}"]
+    out = []
+    if "enum" in part and not any(value == c and isinstance(value, bool) == isinstance(c, bool) for c in part["enum"]):
+        choices = part["enum"]
+        out.append(f"{name}: {_show(value)} is not one of {', '.join(_plain(c) for c in choices)}"
+                   f"{_did_you_mean(value, [c for c in choices if c is not None])}")
+    if "pattern" in part and isinstance(value, str) and not re.search(part["pattern"], value):
+        out.append(f"{name}: {_show(value)} does not match {part['pattern']}")
+    if _is(value, "number"):
+        for key, (ok, expected) in _BOUNDS.items():
+            if key in part and not ok(value, part[key]):
+                out.append(f"{name}: {_show(value)}; expected {expected.format(part[key])}")
+    if isinstance(value, list):
+        if len(value) < part.get("minItems", 0):
+            out.append(f"{name}: {_show(value)}; expected a list of at least {part['minItems']} item(s)")
+        if "maxItems" in part and len(value) > part["maxItems"]:
+            out.append(f"{name}: {_show(value)}; expected a list of at most {part['maxItems']} item(s)")
+        if isinstance(part.get("items"), dict):
+            for i, item in enumerate(value):
+                out += _problems(item, part["items"], [*path, i])
+    if isinstance(value, dict):
+        props = part.get("properties", {})
+        out += [f"{_key_path([*path, key])}: missing (a required key)" for key in part.get("required", [])
+                if key not in value]
+        if part.get("additionalProperties") is False:
+            section = f"the section {name}" if path else "the top level"
+            listed = (f"allowed at {section}: {', '.join(props)}" if len(props) <= 20 else
+                      f"{section} has {len(props)} keys: `landmarkflow config-keys` lists them with their meaning")
+            out += [f"{_key_path([*path, str(key)])}: unknown key{_did_you_mean(key, props)} ({listed})"
+                    for key in value if key not in props]
+        for key, sub in props.items():
+            if key in value:
+                out += _problems(value[key], sub, [*path, key])
+    return out
+
+
+def _key_path(parts) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _plain(value) -> str:
+    """A value as it is written in a config file (strings bare, ``null``, lists in brackets)."""
+    import json
+
+    return value if isinstance(value, str) else json.dumps(value, default=repr)
+
+
+def _show(value) -> str:
+    """A value in a message: strings quoted, at most 60 characters."""
+    text = repr(value) if isinstance(value, str) else _plain(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array", dict: "object",
+               type(None): "null"}
+
+
+def _as_words(value) -> str:
+    """What a value is, in the words of :data:`_TYPES` ("a list", "an integer")."""
+    if isinstance(value, bool):
+        return "a boolean"
+    return _TYPES.get(_JSON_TYPES.get(type(value), ""), f"a {type(value).__name__}")
+
+
+def _did_you_mean(value, choices) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def check_svf(levels, iterations, window) -> None:

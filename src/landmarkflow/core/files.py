@@ -10,6 +10,7 @@ removes them (one job writes an output at a time: Snakemake's rule).
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import tempfile
@@ -98,12 +99,67 @@ def existing_file(path, what: str) -> Path:
     """``path`` as a Path, or an :class:`InputError` that says why ``what`` (an image, a landmark file) cannot be read."""
     path = Path(path)
     if not path.exists():
-        raise InputError(f"{path}: {what} not found")
+        link = broken_link(path)
+        raise InputError(f"{path}: {what} is {link}" if link else f"{path}: {what} not found")
     if not path.is_file():
         raise InputError(f"{path}: {what} is not a file")
     if not os.access(path, os.R_OK):
         raise InputError(f"{path}: {what} is not readable (permissions)")
     return path
+
+
+def broken_link(path) -> str | None:
+    """Why a path that does not exist is a broken symbolic link, to say instead of "not found": ``a symbolic link
+    loop`` or ``a symbolic link to <target>, which does not exist``; None when it is no broken link."""
+    try:
+        os.stat(path)
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return "a symbolic link loop (following its links leads back to it)"
+    if os.path.islink(path):
+        target = os.readlink(path)
+        shown = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(path)), target))
+        return f"a symbolic link to {shown}, which does not exist"
+    return None
+
+
+#: byte order marks of the encodings a text file of the project must not have, longest first
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16"))
+#: the bytes of plain ASCII text: tab, line ends and the printable characters
+_PLAIN = [b in (9, 10, 13) or 32 <= b < 127 for b in range(256)]
+
+
+def wide_encoding(data: bytes) -> str | None:
+    """``UTF-16`` or ``UTF-32`` when the start of a file (``data``, a few KiB) is text in that encoding (a byte
+    order mark, or ASCII text with NUL bytes between its characters, as a spreadsheet's "Unicode text"
+    saves it), else None. Tells a text file saved in the wrong encoding from one that is no text at all."""
+    for bom, name in _BOMS:
+        if data.startswith(bom):
+            return name
+    for width, name in ((4, "UTF-32"), (2, "UTF-16")):
+        n = len(data) // width * width
+        if n < 4 * width:
+            continue
+        units = [data[i:i + width] for i in range(0, n, width)]
+        for pos in range(width):  # the byte of each unit that holds the character (little or big endian)
+            text = sum(1 for u in units if _PLAIN[u[pos]] and all(b == 0 for k, b in enumerate(u) if k != pos))
+            if text >= 0.9 * len(units):
+                return name
+    return None
+
+
+def wide_encoding_problem(path, what: str) -> str | None:
+    """The message for a text file (``what``: a manifest, a landmark file) saved as UTF-16 or UTF-32, or None."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return None
+    name = wide_encoding(head)
+    if name is None:
+        return None
+    return f"{path}: {what} is saved as {name}; save it as UTF-8 (plain text; a spreadsheet's 'Unicode text' is {name})"
 
 
 def first_line(err: Exception) -> str:

@@ -31,6 +31,22 @@ def safe_identifier(label: str) -> str:
 
 RESULTS = "results"
 COHORT = f"{RESULTS}/cohort"
+#: the jobs' logs and benchmarks: results/logs/<rule>/..., results/benchmarks/<rule>/...
+LOGS = f"{RESULTS}/logs"
+BENCHMARKS = f"{RESULTS}/benchmarks"
+#: the folder of ``landmarkflow seeds`` (one working folder per seed)
+SEEDS = f"{RESULTS}/seeds"
+#: the workflow's own folders directly under results/, beside the patients' results/<patient>/: no patient may
+#: take one of these names, in any case (a case-insensitive file system, macOS's or Windows', makes
+#: ``Cohort`` the cohort's folder)
+RESERVED = tuple(Path(folder).name for folder in (COHORT, LOGS, BENCHMARKS, SEEDS))
+
+
+def reserved(name: str) -> str | None:
+    """The workflow's own folder under results/ (of :data:`RESERVED`) that ``name`` names, in any case, or None."""
+    return next((r for r in RESERVED if r.casefold() == str(name).casefold()), None)
+
+
 #: the folder of a patient's trained models and their training logs, under results/<patient>/<folder>/
 TRAINED = "trained"
 #: the variant name of the fine agents in the agents' trained folder (``<landmark>_fine.pt``)
@@ -177,12 +193,12 @@ def cohort(name: str) -> str:
 
 def log(rule: str, job: str) -> str:
     """``job``: the wildcard part of the job (``{patient}``, ``{patient}/{variant}``, or the rule's name)."""
-    return f"{RESULTS}/logs/{rule}/{job}.log"
+    return f"{LOGS}/{rule}/{job}.log"
 
 
 def benchmark(rule: str, job: str) -> str:
     """``job``: the wildcard part of the rule's benchmark file (``<patient>``)."""
-    return f"{RESULTS}/benchmarks/{rule}/{job}.tsv"
+    return f"{BENCHMARKS}/{rule}/{job}.tsv"
 
 
 # ----------------------------------------------------------------------------- parsing
@@ -211,10 +227,10 @@ def _parse_relative(rel: tuple) -> dict | None:
     if not rel:
         return None
     name = rel[-1]
-    if rel[0] in ("benchmarks", "logs") and len(rel) >= 3:
+    if rel[0] in (Path(BENCHMARKS).name, Path(LOGS).name) and len(rel) >= 3:
         kind = rel[0][:-1]
         return {"kind": kind, "rule": rel[1], "job": str(Path(*rel[2:]).with_suffix(""))}
-    if rel[0] == "cohort":
+    if rel[0] == Path(COHORT).name:
         return {"kind": "cohort", "name": str(Path(*rel[1:]))} if len(rel) >= 2 and rel[1] in COHORT_FILES else None
     if len(rel) == 2:
         kind = _PATIENT_FILES.get(name)

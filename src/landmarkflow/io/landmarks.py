@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..core import layout
 from ..core.errors import InputError
-from ..core.files import existing_file, write_table
+from ..core.files import existing_file, wide_encoding_problem, write_table
 from ..imaging import spatial
 from . import markups
 
@@ -39,7 +39,8 @@ def read_landmarks(path, image_shape=None, image_affine=None) -> pd.DataFrame:
 
 def _read(path, image_shape=None, image_affine=None) -> pd.DataFrame:
     path = existing_file(path, "landmark file")
-
+    if problem := wide_encoding_problem(path, "the landmark file"):
+        raise InputError(problem)
     if markups.is_markups(path):
         try:
             df = markups.read_markups(path)
@@ -111,12 +112,28 @@ def points_of(df: pd.DataFrame) -> np.ndarray:
 
 
 def csv_header(path: Path) -> list[str]:
+    """The stripped column names of a CSV file's first line; an :class:`InputError` for a file that is no UTF-8
+    text (UTF-16 named as such), is separated by another character than a comma, or repeats a column name (which
+    pandas would rename, ``x`` and ``x.1``, and a reader would take the first of)."""
+    if problem := wide_encoding_problem(path, "the file"):
+        raise InputError(problem)
     try:
         with open(path, newline="", encoding="utf-8-sig") as fh:
             row = next(csv.reader(fh), [])
     except UnicodeDecodeError:
         raise InputError(f"{path}: not a text CSV file") from None
-    return [h.strip() for h in row]
+    header = [h.strip() for h in row]
+    if len(header) == 1:
+        seps = [name for sep, name in ((";", "';'"), ("\t", "tabs")) if sep in header[0]]
+        if seps:
+            raise InputError(f"{path}: the header {header[0]!r} is one column: the file seems to be separated by "
+                             f"{seps[0]}; landmark files are separated by commas, with decimal points (a spreadsheet's "
+                             "'CSV (comma delimited)')")
+    repeated = [h for h in dict.fromkeys(header) if h and header.count(h) > 1]
+    if repeated:
+        raise InputError(f"{path}: the header {','.join(header)} has the column(s) {', '.join(repeated)} more than "
+                         "once; each column must appear once")
+    return header
 
 
 def check_points(df: pd.DataFrame, path, cols, image_shape=None, image_affine=None) -> pd.DataFrame:
