@@ -284,7 +284,9 @@ def test_an_agent_stops_learning_once_it_has_converged():
     target = np.array([27, 22, 25])
     vol = _blob_volume(target=target)
     cfg = AgentConfig(patch=13, box_mm=24, updates=800, n_envs=16, batch=32, warmup=300, versions=1, max_episode_steps=40,
-                      scales=[2, 1], min_updates=100, check_every=50, check_starts=8)
+                      scales=[2, 1], min_updates=100, check_every=50, check_starts=12)
+    # 12 check starts (11 must find it: converge_share 0.9): with 8, all 8 could land within 2 mm while the agent
+    # still circled 2.2 mm off from other starts (seen with PyTorch's AVX-512 kernels, not with its plain ones)
     alone = Trainer(vol[None, None], AgentSpec(target, seed=0), cfg)
     rows = alone.train(log_every=50)[0]
     stopped = alone.converged_at[0]
