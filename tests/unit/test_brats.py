@@ -21,7 +21,7 @@ def _case(root, case, with_followup_landmarks=True):
             img.SetOrigin((0.0, -239.0, 0.0))
             arr = np.zeros((155, 240, 240), np.int16)  # (z, y, x): a block of "tissue" around the landmarks
             arr[30:120, 50:200, 40:200] = 100
-            arr[70, 100, 120] = 110  # not constant inside
+            arr[70, 100, 120] = 110 + len(tp + mod) + int(days)  # not constant inside, and no two scans the same
             img = sitk.GetImageFromArray(arr)
             img.SetOrigin((0.0, -239.0, 0.0))
             sitk.WriteImage(img, str(d / f"{case}_{tp}_{days}_{mod}.nii.gz"), useCompression=True)

@@ -86,21 +86,18 @@ def test_a_hard_link_to_the_pre_op_image_is_refused(small_cohort):
 
 
 def test_pre_and_post_op_images_with_identical_contents_are_named(small_cohort, capsys):
-    """A warning, not an error: the same scan as both time points is also how a run is checked against itself
-    (and how tests/unit/test_brats.py builds its cases)."""
+    """Two files with the same bytes: one scan given twice (today it failed only through an unrelated mask-grid
+    message, if at all)."""
     m_path, folder = small_cohort
     shutil.copyfile(folder / "p1" / "pre_t1.nii.gz", folder / "p1" / "post_t1.nii.gz")
-    expected = (f"patient P1, rows 2 and 3: {folder}/p1/pre_t1.nii.gz and {folder}/p1/post_t1.nii.gz have identical "
-                "contents: the same scan given twice? (the pre-operative t1 and the post-operative t1 image; the "
-                "workflow goes on, comparing the scan with itself)")
-    assert manifest.load_manifest(m_path).warnings == [expected]
-    assert main(["validate", str(m_path)]) == 0
-    assert f"warning: {expected}" in capsys.readouterr().out
-    # the validation job's warnings (the report's) say it too
-    m = manifest.load_manifest(m_path)
-    out = folder / "out"
-    found = validation.validate_patient(manifest.patient_rows(m, "P1"), m_path, out / "P1.tsv", out / "P1_warnings.tsv")
-    assert sum("have identical contents" in w for w in found.warnings) == 1
+    expected = (f"cohort.tsv, rows 2 and 3: {folder}/p1/pre_t1.nii.gz and {folder}/p1/post_t1.nii.gz have identical "
+                "contents: the same scan given twice? (the pre-operative t1 and the post-operative t1 image; two scans "
+                "never hold the same bytes)")
+    msg = _problems(m_path)
+    assert expected in msg and msg.startswith("problem in the cohort manifest:")  # the only problem
+    assert main(["validate", str(m_path)]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err
 
 
 def test_images_of_equal_size_and_other_bytes_pass(small_cohort):
@@ -109,7 +106,7 @@ def test_images_of_equal_size_and_other_bytes_pass(small_cohort):
     data = bytearray(pre.read_bytes())
     data[-1] ^= 1  # same size, one byte differs at the very end (a cheap check that reads only the start misses it)
     post.write_bytes(bytes(data))
-    assert manifest.load_manifest(m_path).warnings == []
+    manifest.load_manifest(m_path)  # no problem
 
 
 def test_the_same_scan_for_two_patients_is_not_compared(small_cohort):

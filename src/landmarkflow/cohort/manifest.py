@@ -142,9 +142,13 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annot
     for patient, grp in df.groupby("patient", sort=False):
         rows = ", ".join(str(x) for x in grp["row"])
         problems += _patient_problems(grp, f"{path}, patient {patient} (rows {rows})", annotator)
+    m = Manifest(df.reset_index(drop=True), path, annotator=annotator)
+    for patient in m.patients:  # one scan given twice (the aliases of one file are named above)
+        problems += [f"{path}, rows {a.row} and {b.row}: {a.path} and {b.path} have identical contents: the same scan "
+                     f"given twice? (the {a.timepoint}-operative {a.name} and the {b.timepoint}-operative {b.name} image; "
+                     "two scans never hold the same bytes)" for a, b in identical_images(m, patient)]
     if problems:
         raise InputError(problem_list(problems))
-    m = Manifest(df.reset_index(drop=True), path, annotator=annotator)
     for patient in m.patients:
         m.warnings += patient_warnings(m, patient)
     return m
@@ -344,14 +348,8 @@ def _patient_problems(grp: pd.DataFrame, where: str, annotator: str | None) -> l
 
 
 def patient_warnings(m: Manifest, patient: str) -> list[str]:
-    """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth,
-    two images with the same bytes (:func:`identical_images`; a warning, not an error: the same scan as both time
-    points is also how a run is checked against itself)."""
+    """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth."""
     out = []
-    for a, b in identical_images(m, patient):
-        out.append(f"patient {patient}, rows {a.row} and {b.row}: {a.path} and {b.path} have identical contents: the "
-                   f"same scan given twice? (the {a.timepoint}-operative {a.name} and the {b.timepoint}-operative "
-                   f"{b.name} image; the workflow goes on, comparing the scan with itself)")
     pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
     only = sorted(pre ^ post)
     if only:
