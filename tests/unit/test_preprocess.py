@@ -185,7 +185,8 @@ def test_co_registered_scans_are_kept_as_they_are(tmp_path, same_grid):
     settings = preprocess.Settings(skull_strip="none", n4=False, seed=1)
     info = preprocess.preprocess_patient(m, "c", tmp_path / "out", settings, identity_out=tmp_path / "identity.csv")
     assert info["post_to_pre"] == np.eye(4).tolist()
-    expected = "share a grid and the rigid fit would move" if same_grid else "less than a voxel: kept as they are"
+    # on one grid the coarse fit decides (no full fit is paid for); on another grid the full one may have to
+    expected = "share a grid and a coarse rigid fit would move" if same_grid else "kept as they are (not applied"
     assert expected in info["alignment"]["post"], info["alignment"]
     # the initial error is not made worse: the post-op landmarks stay where they were
     np.testing.assert_allclose(points_of(read_landmarks(tmp_path / "identity.csv")), lm, atol=1e-3)
@@ -199,3 +200,14 @@ def test_a_real_movement_is_applied(same_grid):
     brain = Image((head_mask(pre)).astype(np.uint8), pre.affine)
     matrix, note = preprocess.aligned_or_registered(pre, post, brain, None, keep_aligned=True)
     assert note.startswith("registered") and preprocess.max_displacement_mm(matrix, brain) > preprocess.SAME_GRID_KEEP_MM, note
+
+
+def test_a_movement_just_above_the_limit_on_one_grid_is_registered_by_the_full_fit():
+    """The coarse fit only keeps what moves by at most half the limit; a 3.5 mm shift on one grid gets the full
+    fit, which finds it and applies it (the limit is 3 mm)."""
+    pre = read_image(BRAIN1)
+    post, _ = _moved_copy(pre, (0.0, 0.0, 0.0), (3.5, 0.0, 0.0))
+    brain = Image((head_mask(pre)).astype(np.uint8), pre.affine)
+    matrix, note = preprocess.aligned_or_registered(pre, post, brain, None, keep_aligned=True)
+    assert note.startswith("registered"), note
+    assert abs(preprocess.max_displacement_mm(matrix, brain) - 3.5) < 0.3

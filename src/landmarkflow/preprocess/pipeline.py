@@ -243,17 +243,27 @@ def aligned_or_registered(fixed: Image, moving: Image, fixed_mask: Image, moving
     fixed mask by as much as a voxel, and, for two images on the same grid (BraTS-Reg's co-registered scans,
     sequences resampled together), one that moves it by at most :data:`SAME_GRID_KEEP_MM` (a lesion that changed
     pulls a rigid fit by a millimetre or two; a head that really moved between scans on one grid, as the same
-    protocol on the same scanner can give, moves more and is registered). ``out_file`` gets the ANTs transform
-    that is used (identity included)."""
+    protocol on the same scanner can give, moves more and is registered). A coarse fit comes first (all levels
+    but the finest: a third of the cost or less, within a few tenths of a millimetre of the full fit): where it
+    moves the brain by at most half the limit the scans are kept without the full fit. ``out_file`` gets the
+    ANTs transform that is used (identity included)."""
+    same = fixed.same_grid(moving)
+    voxel = float(min(fixed.spacing.min(), moving.spacing.min()))
+    limit = SAME_GRID_KEEP_MM if same else voxel
+    grid = "the scans share a grid and " if same else ""
+    if keep_aligned:
+        coarse = ants.register_linear(fixed, moving, "Rigid", fixed_mask=fixed_mask, moving_mask=moving_mask, coarse=True)
+        if (moved := max_displacement_mm(coarse, fixed_mask)) <= limit / 2:
+            if out_file is not None:
+                ants.write_identity(out_file)
+            return np.eye(4), (f"{grid}a coarse rigid fit would move the brain by at most {moved:.2f} mm: kept as they "
+                               "are (not applied; no full fit)")
     matrix = ants.register_linear(fixed, moving, "Rigid", fixed_mask=fixed_mask, moving_mask=moving_mask, out_file=out_file)
     moved = max_displacement_mm(matrix, fixed_mask)
-    voxel = float(min(fixed.spacing.min(), moving.spacing.min()))
-    same = fixed.same_grid(moving)
-    keep = keep_aligned and (moved < voxel or (same and moved <= SAME_GRID_KEEP_MM))
-    if keep:
+    if keep_aligned and (moved < voxel or (same and moved <= SAME_GRID_KEEP_MM)):
         if out_file is not None:
             ants.write_identity(out_file)
-        why = (f"the scans share a grid and the rigid fit would move the brain by at most {moved:.2f} mm" if same
+        why = (f"{grid}the rigid fit would move the brain by at most {moved:.2f} mm" if same
                else f"the rigid fit would move the brain by at most {moved:.2f} mm, less than a voxel")
         return np.eye(4), why + ": kept as they are (not applied)"
     if same and keep_aligned:

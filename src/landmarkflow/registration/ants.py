@@ -69,6 +69,12 @@ def matrix_from_ants_file(path) -> np.ndarray:
     return spatial.lps_to_ras_matrix(lps)
 
 
+#: the levels of a linear registration: iterations, shrink factors and smoothing (voxels) from coarse to fine
+LEVELS = {"aff_iterations": (1000, 500, 250, 50), "aff_shrink_factors": (6, 4, 2, 1), "aff_smoothing_sigmas": (3, 2, 1, 0)}
+#: all but the finest (:func:`register_linear` with ``coarse``)
+COARSE_LEVELS = {key: value[:-1] for key, value in LEVELS.items()}
+
+
 def register_linear(
     fixed: Image,
     moving: Image,
@@ -77,11 +83,14 @@ def register_linear(
     moving_mask: Image | None = None,
     out_file=None,
     metric: str = "mattes",
+    coarse: bool = False,
 ) -> np.ndarray:
     """Rigid/affine registration (mutual information, multi-resolution).
 
     Returns the RAS matrix fixed world -> moving world; with ``out_file`` the
-    ANTs transform is also written there (atomically).
+    ANTs transform is also written there (atomically). With ``coarse`` the finest level is left out (the
+    coarsest voxels are 6, 4 and 2 times the image's, :data:`COARSE_LEVELS`): a movement is found within a few
+    tenths of a millimetre at a third of the cost or less.
     """
     import shutil
     import tempfile
@@ -100,9 +109,7 @@ def register_linear(
             aff_metric=metric,
             aff_sampling=32,
             aff_random_sampling_rate=0.25,
-            aff_iterations=(1000, 500, 250, 50),
-            aff_shrink_factors=(6, 4, 2, 1),
-            aff_smoothing_sigmas=(3, 2, 1, 0),
+            **(COARSE_LEVELS if coarse else LEVELS),
             outprefix=str(Path(tmp) / "reg_"),
         )
         mat_file = reg["fwdtransforms"][0]
