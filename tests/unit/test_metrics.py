@@ -184,55 +184,6 @@ def test_evaluate_cohort_without_ground_truth_writes_every_table(small_cohort, t
     assert len(pd.read_csv(out["check"], sep="\t")) == 2  # both landmarks of P1
 
 
-def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
-    """One patient with pre-op ground truth, one without: errors over the first, predictions of both."""
-    from landmarkflow.present import report
-    from landmarkflow.cohort.manifest import load_manifest
-
-    import shutil
-
-    manifest, folder = small_cohort
-    shutil.copytree(folder / "p1", folder / "p2")
-    rows = [line for line in manifest.read_text().splitlines()[1:] if "pre_lm.csv" not in line]
-    with manifest.open("a") as f:
-        f.write("".join(line.replace("P1\t", "P2\t", 1).replace("p1/", "p2/") + "\n" for line in rows))
-    m = load_manifest(manifest)
-    assert m.patients == ["P1", "P2"]
-    files = _results(tmp_path, m)
-    out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], (), (), out["rigid"],
-                            out["residuals"], out_check=out["check"])
-    err = pd.read_csv(out["errors"], sep="\t")
-    assert set(err["patient"]) == {"P1"} and len(err) == 2 * 3
-    s = pd.read_csv(out["summary"], sep="\t").set_index("method")
-    assert s.loc["ants_syn", "n"] == 2 and s.loc["ants_syn", "landmarks"] == 4
-    pred = pd.read_csv(out["predictions"], sep="\t")
-    assert set(pred["patient"]) == {"P1", "P2"}
-    html = tmp_path / "report.html"
-    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs")
-    text = html.read_text()
-    assert "Pre-operative ground truth for 1 of 2 patients" in text and "P2 count in the columns" in text
-    assert "Landmarks to check first" in text and "Errors per method" in text
-
-
-def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_path):
-    from landmarkflow.present import report
-    from landmarkflow.cohort.manifest import load_manifest
-
-    manifest, _ = small_cohort
-    manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
-    m = load_manifest(manifest)
-    files = _results(tmp_path, m)
-    out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], out_check=out["check"])
-    html = tmp_path / "report.html"
-    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs")
-    text = html.read_text()
-    assert "No pre-operative ground truth" in text and "median_disagreement_mm" in text
-    assert "Errors per method" not in text  # no error figures without errors
-    assert "<th>mean_mm</th>" not in text  # no empty error columns
-
-
 def test_errors_by_distance_to_the_cavity(tmp_path):
     from testdata import write_preproc
 
@@ -274,45 +225,6 @@ def test_benchmark_files_are_read_and_summarised_per_rule(tmp_path):
     svf = table.loc["register_svf"]
     assert (svf["jobs"], svf["mean_s"], svf["min_s"], svf["max_s"], svf["max_rss_mb"], svf["mean_cpu_s"]) == (2, 50.0, 40.0, 60.0, 900.0, 40.0)
     assert table.loc["train_agents", "jobs"] == 1
-
-
-def test_a_page_per_patient_with_the_recommended_and_flagged_landmarks_first(small_cohort, tmp_path, monkeypatch):
-    """Issue 30: beside the cohort report, a page per patient: the consensus with its uncertainty and flag first,
-    the flagged landmarks named; the cohort page links to them, and above LARGE_COHORT patients it no longer
-    embeds every landmark's views."""
-    import shutil
-
-    from landmarkflow.cohort.manifest import load_manifest
-    from landmarkflow.present import report
-
-    manifest, folder = small_cohort
-    shutil.copytree(folder / "p1", folder / "p2")
-    rows = manifest.read_text().splitlines()[1:]
-    with manifest.open("a") as f:
-        f.write("".join(line.replace("P1\t", "P2\t", 1).replace("p1/", "p2/") + "\n" for line in rows))
-    m = load_manifest(manifest)
-    files = _results(tmp_path, m)
-    for patient, flags in (("P1", [0, 1]), ("P2", [0, 0])):
-        ants = read_landmarks(tmp_path / "results" / patient / "landmarks" / "ants_syn.csv")
-        cons = landmarks_frame(ants["landmark"], points_of(ants), uncertainty_mm=[0.4, 2.5], flag=flags,
-                               rule=["agreement", "disagreement"], methods=["ants_syn+svf", "ants_syn"])
-        write_landmarks(cons, tmp_path / "results" / patient / "landmarks" / "consensus.csv")
-        files.append(tmp_path / "results" / patient / "landmarks" / "consensus.csv")
-    out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], (), (), out["rigid"],
-                            out["residuals"], out_check=out["check"])
-    html, pages = tmp_path / "cohort" / "report.html", tmp_path / "cohort" / "patients"
-    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs", pages)
-    assert sorted(p.name for p in pages.iterdir()) == ["P1.html", "P2.html"]
-    text = html.read_text()
-    assert '<a href="patients/P1.html">P1</a>' in text and '<a href="patients/P2.html">P2</a>' in text
-    p1 = (pages / "P1.html").read_text()
-    assert p1.index("Recommended landmarks") < p1.index("flagged by the consensus") < p1.index("Every method")
-    assert "<th>uncertainty_mm</th>" in p1 and "1 landmark(s): 2" in p1 and 'href="../report.html"' in p1
-    assert "Landmarks flagged by the consensus (check them by eye)</h2><p class=\"note\">none" in (pages / "P2.html").read_text()
-    monkeypatch.setattr(report, "LARGE_COHORT", 1)
-    report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs", pages)
-    assert "every landmark&#39;s views are on the patient pages" in html.read_text()  # (escaped, as all text)
 
 
 def test_predictions_show_the_users_labels_for_every_method(small_cohort, tmp_path):

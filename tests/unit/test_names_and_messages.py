@@ -12,7 +12,7 @@ import yaml
 
 from testdata import ROOT
 from landmarkflow.cli import main
-from landmarkflow.cohort import manifest, validation
+from landmarkflow.cohort import manifest
 from landmarkflow.core import config, layout
 from landmarkflow.core.errors import InputError
 from landmarkflow.core.files import existing_file

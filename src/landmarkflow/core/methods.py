@@ -2,7 +2,7 @@
 
 One owner for what the workflow's rules (which landmark files a patient gets), the config schema (its
 enums are checked against this module by a test), the evaluation, the report and the 3D Slicer review
-files know of the methods. DESIGN.md, "Method names", is the contract.
+files know of the methods: this module is the contract (docs/architecture.md, "One owner per contract").
 """
 
 from __future__ import annotations

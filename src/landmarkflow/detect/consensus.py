@@ -94,7 +94,7 @@ class ConsensusConfig:
 
 
 #: the seeded agents: the refinement of the registration's landmark, not an independent vote
-SEEDED = "agent_seeded"
+SEEDED_METHOD = "agent_seeded"
 
 
 @dataclass
@@ -110,7 +110,7 @@ def decide(registration, others: dict, start, cfg: ConsensusConfig, second=None)
     None, ``others`` {method: (3,)} (those that did not fall back; ``agent_seeded`` is the refinement ``S``),
     ``start`` (3,) the rigidly aligned position; world mm."""
     pts = {k: np.asarray(v, float) for k, v in others.items()}
-    refined = pts.pop(SEEDED, None)
+    refined = pts.pop(SEEDED_METHOD, None)
     if registration is None and second is not None:
         registration, second = second, None
     g = np.stack(list(pts.values())) if pts else np.empty((0, 3))

@@ -19,7 +19,7 @@ from ..io.landmarks import write_landmarks
 log = logging.getLogger(__name__)
 
 #: the label of the seeded redetection (method agent_seeded)
-SEEDED = "seeded"
+SEEDED_VARIANT = "seeded"
 
 
 def start_points(centre_vox, n: int, box_mm: float, spacing, seed: int) -> np.ndarray:
@@ -110,7 +110,7 @@ def detection_records(lid: str, det, starts: np.ndarray, affine: np.ndarray, cen
     if fallback:
         log.warning("landmark %s (%s): prediction %.1f mm from the start centre (more than %g mm); keeping the start "
                     "centre (%s)", lid, label, shift, max_shift_mm, centre_name or (
-                        "the registration's landmark" if label == SEEDED else "the rigidly aligned position"))
+                        "the registration's landmark" if label == SEEDED_VARIANT else "the rigidly aligned position"))
         pred = centre_world
     row = {"landmark": lid, "x": pred[0], "y": pred[1], "z": pred[2], "spread_mm": float(det.spread_vox.mean()),
            "fallback": int(fallback), "seconds": round(seconds, 3)}

@@ -1,6 +1,6 @@
 """Evaluation: per-landmark errors against the pre-op ground truth and per-method summaries.
 
-Definitions (DESIGN.md, "Metrics"): error = Euclidean distance (mm) between a
+Definitions (docs/methods.md, "Evaluation"): error = Euclidean distance (mm) between a
 method's prediction and the ground-truth pre-op landmark; initial error = the
 error of ``identity`` (the post-op landmark after rigid alignment);
 normalised error = error / initial error, per landmark; robustness = share of

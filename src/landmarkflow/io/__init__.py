@@ -1,2 +1,2 @@
-"""Files other than images: atomic outputs and tables, landmark files (the project's CSV, 3D Slicer's
-markups, BraTS-Reg's)."""
+"""Files other than images: landmark files (the project's CSV, 3D Slicer's markups, BraTS-Reg's). Atomic
+outputs and tables are :mod:`landmarkflow.core.files`'s."""

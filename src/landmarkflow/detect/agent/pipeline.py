@@ -29,7 +29,7 @@ from ...io.landmarks import read_landmarks
 from ..augment import augmented_versions
 from ...core.device import seed_for, setup_device, write_device
 from ..inputs import network_input, test_scan, training_scan
-from ..search import SEEDED, detection_records, landmark_starts, model_paths, pool, write_detections
+from ..search import SEEDED_VARIANT, detection_records, landmark_starts, model_paths, pool, write_detections
 from .detect import redetect
 from .fine import fine_box, fine_starts, fine_trainer, sample_box, sample_mask
 from .network import DuelingQNet
@@ -220,7 +220,7 @@ def redetect_landmarks(preproc_dir, models, variant: str, seed: int, out_csv, ou
     folder = PreprocFolder(preproc_dir, lesions=lesions_dir)
     start_lm = folder.landmarks("post")
     ids = [str(lm) for lm in start_lm["landmark"]]
-    seeded = variant == SEEDED
+    seeded = variant == SEEDED_VARIANT
     fine = _fine_models(models, ids)
     agents = variant
     if seeded:
