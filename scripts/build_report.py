@@ -27,6 +27,7 @@ with log_to(snakemake.log[0]):  # noqa: F821
             rigid_fit=inp.rigid_fit,
             rigid_residuals=inp.rigid_residuals,
             radiomics_summary=inp.radiomics[0] if inp.radiomics else None,
+            radiomics_changes=inp.radiomics[1] if inp.radiomics else None,
         ),
         out_html=snakemake.output.html,  # noqa: F821
         figures_dir=snakemake.output.figures,  # noqa: F821

@@ -13,4 +13,5 @@ with log_to(snakemake.log[0]):  # noqa: F821
         tables=snakemake.input.tables,  # noqa: F821
         out_all=snakemake.output.table,  # noqa: F821
         out_summary=snakemake.output.summary,  # noqa: F821
+        out_changes=snakemake.output.changes,  # noqa: F821
     )

@@ -8,7 +8,7 @@ from testdata import DATA, write_preproc
 from landmarkflow.evaluate import radiomics
 from landmarkflow.imaging import spatial
 from landmarkflow.imaging.image import read_image
-from landmarkflow.io.landmarks import read_landmarks, write_landmarks
+from landmarkflow.io.landmarks import points_of, read_landmarks, write_landmarks
 
 BRAIN = DATA / "pyradiomics-brain"
 CLASSES = ["firstorder", "glcm", "gldm", "glrlm", "glszm", "ngtdm", "shape"]
@@ -98,7 +98,8 @@ def test_patient_table_and_small_region_gives_nan(tmp_path, caplog):
     truth = radiomics.truth_file(d)
     out = radiomics.patient_radiomics(d, {"truth": truth}, params, tmp_path / "rad.tsv", radii=(5.0,), min_voxels=200)
     assert list(out.columns) == ["patient", "landmark", "method", "modality", "radius_mm", "feature", "pre", "post", "delta",
-                                 "rel_change", "n_pre", "n_post"]
+                                 "rel_change", "n_pre", "n_post", "pre_spread"]
+    assert out["pre_spread"].isna().all()  # the ground truth has no uncertainty
     one = out[out["landmark"] == "1"]
     assert one["pre"].notna().all() and np.allclose(one["delta"], one["post"] - one["pre"])
     assert (one["n_pre"] > 400).all()  # a full 5 mm sphere: about 515 voxels
@@ -123,3 +124,41 @@ def test_cohort_summary_compares_methods_with_the_truth(tmp_path):
     summ = radiomics.cohort_radiomics([tmp_path / "p.tsv"], tmp_path / "all.tsv", tmp_path / "summary.tsv").set_index("method")
     assert summ.loc["same", "median_deviation"] == 0
     assert summ.loc["shifted", "median_deviation"] > 0
+
+
+def test_changes_at_the_consensus_are_checked_against_its_uncertainty(tmp_path):
+    """Issue 43: without ground truth too, the consensus's differential changes, standardised, each checked against
+    what moving the landmark by its uncertainty changes (the pre-op features at six points that far)."""
+    d = _tiny_preproc(tmp_path)
+    params = tmp_path / "params.yaml"
+    params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\nsetting:\n  binWidth: 0.1\n  label: 1\n")
+    lm = read_landmarks(radiomics.truth_file(d))
+    lm["uncertainty_mm"] = [3.0, 0.0]  # landmark 2: no uncertainty -> nothing to probe
+    consensus = tmp_path / "consensus.csv"
+    write_landmarks(lm, consensus)
+    table = radiomics.patient_radiomics(d, {"consensus": consensus}, params, tmp_path / "p.tsv", min_voxels=10)
+    one, two = table[table["landmark"] == "1"], table[table["landmark"] == "2"]
+    assert one["pre_spread"].notna().all() and (one["pre_spread"] > 0).any() and two["pre_spread"].isna().all()
+    # the spread is the largest change of the pre-op value at the six points 3 mm away: measured here again
+    ext = radiomics.extractor(params)
+    from landmarkflow.cohort.preproc_folder import PreprocFolder
+
+    folder = PreprocFolder(d)
+    img, brain = folder.image("pre", "t1"), folder.mask("pre", "brain")
+    p = points_of(lm)[0]
+    values = [radiomics.extract(ext, img, radiomics.sphere(img.shape, img.affine, q, 5.0) & brain)["original_firstorder_Mean"]
+              for q in [p, *(p + 3.0 * radiomics.SENSITIVITY_DIRECTIONS)]]
+    row = one[one["feature"] == "original_firstorder_Mean"].iloc[0]
+    assert row["pre"] == pytest.approx(values[0]) and row["pre_spread"] == pytest.approx(max(abs(v - values[0]) for v in values[1:]))
+
+    ch = radiomics.changes(pd.read_csv(tmp_path / "p.tsv", sep="\t", dtype={"landmark": str}))
+    assert list(ch.columns) == radiomics.CHANGE_COLUMNS and len(ch) == len(table)
+    first = ch[ch["landmark"] == "1"]
+    assert (first["distinguishable"] == (first["delta"].abs() > first["pre_spread"]).astype(int)).all()
+    assert ch[ch["landmark"] == "2"]["distinguishable"].isna().all()  # unknown, not "not distinguishable"
+    z = first["z"].abs().dropna().to_numpy()
+    assert (np.diff(z) <= 0).all()  # the largest changes first
+    sd = table.groupby("feature")["pre"].std()
+    mean = first[first["feature"] == "original_firstorder_Mean"].iloc[0]
+    assert mean["z"] == pytest.approx(mean["delta"] / sd["original_firstorder_Mean"], rel=1e-4)  # (the TSV has 6 digits)
+    assert radiomics.changes(table[table["method"] == "nothing"]).empty

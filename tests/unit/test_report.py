@@ -134,3 +134,41 @@ def test_a_page_per_patient_with_the_recommended_and_flagged_landmarks_first(sma
     monkeypatch.setattr(report, "LARGE_COHORT", 1)
     report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs", pages)
     assert "every landmark&#39;s views are on the patient pages" in html.read_text()  # (escaped, as all text)
+
+
+def test_the_differential_changes_are_shown_without_ground_truth(small_cohort, tmp_path):
+    """Issue 43: without ground truth the radiomics section shows the consensus's changes: a heatmap and, per
+    landmark, the largest changes its uncertainty cannot explain (a smaller one is left out)."""
+    from landmarkflow.cohort.manifest import load_manifest
+    from landmarkflow.evaluate import radiomics
+    from landmarkflow.present import report
+
+    manifest, _ = small_cohort
+    manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
+    m = load_manifest(manifest)
+    files = _results(tmp_path, m)
+    out = _outputs(tmp_path)
+    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], out_check=out["check"])
+    rows = []
+    for lm, delta in (("1", 2.0), ("2", -0.5)):
+        for feature, spread in (("original_firstorder_Mean", 0.1), ("original_glcm_Contrast", 5.0), ("original_glcm_Idm", np.nan)):
+            rows.append({"patient": "P1", "landmark": lm, "method": "consensus", "modality": "t1", "radius_mm": 5.0,
+                         "feature": feature, "pre": 1.0 + float(lm), "post": 1.0 + float(lm) + delta, "delta": delta,
+                         "pre_spread": spread})
+    changes = radiomics.changes(pd.DataFrame(rows))
+    assert changes["distinguishable"].tolist()[:2] == [1, 0]  # |2.0| > 0.1; |2.0| < 5.0
+    (tmp_path / "rad").mkdir()
+    changes.to_csv(tmp_path / "rad" / "changes.tsv", sep="\t", index=False)
+    pd.DataFrame(columns=["method", "modality", "radius_mm", "feature_class", "features", "median_deviation"]).to_csv(
+        tmp_path / "rad" / "summary.tsv", sep="\t", index=False)
+    inputs = _inputs(out, files)
+    inputs.radiomics_summary, inputs.radiomics_changes = tmp_path / "rad" / "summary.tsv", tmp_path / "rad" / "changes.tsv"
+    report.build_report(m, {"seed": 1}, inputs, tmp_path / "report.html", tmp_path / "figs")
+    text = (tmp_path / "report.html").read_text()
+    section = text[text.index('<section id="radiomics">'):text.index('<section id="benchmarks">')]
+    assert "<h3>P1 landmark 1</h3>" in section and "<h3>P1 landmark 2</h3>" in section
+    assert "1 of 2 changes are larger than the landmark" in section  # Idm: spread unknown, not counted
+    assert section.count("original_firstorder_Mean") == 2 and "original_glcm_Contrast" not in section  # left out: below its spread
+    assert 'alt="differential radiomics: landmarks against feature classes"' in section
+    assert (tmp_path / "figs" / "radiomics_changes.png").stat().st_size > 5_000
+    assert "No pre-operative ground truth: the features at the redetected positions are not compared" in section

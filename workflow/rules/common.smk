@@ -187,7 +187,7 @@ def benchmark_files(wildcards):
 
 
 def radiomics_outputs(wildcards):
-    return [layout.cohort("radiomics_summary.tsv")] if is_activated("radiomics") else []
+    return [layout.cohort("radiomics_summary.tsv"), layout.cohort("radiomics_changes.tsv")] if is_activated("radiomics") else []
 
 
 def workflow_file(path):

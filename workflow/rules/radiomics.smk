@@ -28,6 +28,7 @@ rule summarise_radiomics:
     output:
         table=layout.cohort("radiomics.tsv"),
         summary=report(layout.cohort("radiomics_summary.tsv"), caption="../report/radiomics.rst", category="Radiomics"),
+        changes=layout.cohort("radiomics_changes.tsv"),
     log:
         layout.log("summarise_radiomics", "summarise_radiomics"),
     conda:

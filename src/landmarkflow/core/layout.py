@@ -53,7 +53,8 @@ TRAINED = "trained"
 FINE = "fine"
 #: the files of the cohort stages, by name
 COHORT_FILES = ("manifest.tsv", "warnings.tsv", "errors.tsv", "summary.tsv", "predictions.tsv", "rigid_fit.tsv",
-                "rigid_residuals.tsv", "landmarks_to_check.tsv", "summary_by_cavity.tsv", "radiomics.tsv", "radiomics_summary.tsv", "report.html",
+                "rigid_residuals.tsv", "landmarks_to_check.tsv", "summary_by_cavity.tsv", "radiomics.tsv", "radiomics_summary.tsv",
+                "radiomics_changes.tsv", "report.html",
                 "figures", "patients")
 
 

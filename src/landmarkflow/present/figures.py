@@ -174,3 +174,25 @@ def pin_training_figure(logs: dict):
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
     return fig
+
+
+def changes_figure(share: pd.DataFrame, size: pd.DataFrame):
+    """The differential radiomics at a glance: landmarks (rows) against feature classes (columns), the colour the
+    median |z| of the class's changes, the number the share of them larger than the landmark's uncertainty allows
+    to tell apart ("-" where that is unknown). ``share`` and ``size``: DataFrames indexed by landmark, one column
+    per feature class."""
+    pyplot = plt()
+    rows, cols = list(size.index), list(size.columns)
+    fig, ax = pyplot.subplots(figsize=(1.1 * len(cols) + 3, 0.45 * len(rows) + 1.6))
+    shown = ax.imshow(size.to_numpy(dtype=float), cmap="viridis", aspect="auto", vmin=0)
+    for i, r in enumerate(rows):
+        for j, c in enumerate(cols):
+            v = share.loc[r, c] if r in share.index and c in share.columns else np.nan
+            ax.text(j, i, "-" if not np.isfinite(v) else f"{100 * v:.0f}%", ha="center", va="center", fontsize=8,
+                    color="white")
+    ax.set_xticks(range(len(cols)), cols, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(len(rows)), rows, fontsize=8)
+    fig.colorbar(shown, ax=ax, label="median |z| of the changes")
+    ax.set_title("differential radiomics at the recommended landmarks (% larger than the landmark's uncertainty)",
+                 fontsize=9)
+    return fig

@@ -52,6 +52,7 @@ class ReportInputs:
     rigid_fit: str | None = None
     rigid_residuals: str | None = None
     radiomics_summary: str | None = None
+    radiomics_changes: str | None = None  #: the consensus's differential changes (radiomics_changes.tsv)
 
     def of_kind(self, kind: str) -> list[tuple[dict, str]]:
         """(what :func:`.layout.parse` says of it, path) of every given file of ``kind``; the training logs
@@ -318,18 +319,61 @@ def _lesions_note(patient: str, folder: PreprocFolder) -> list:
     return body
 
 
-def _radiomics_section(inputs: ReportInputs) -> list:
+#: the differential changes the report lists per landmark (the largest distinguishable ones)
+TOP_CHANGES = 5
+
+
+def _radiomics_section(inputs: ReportInputs, figures_dir: Path) -> list:
     if inputs.radiomics_summary is None:
         return [note("Not part of this run (the radiomics stage is not active).")]
+    body = _changes_blocks(inputs, figures_dir)
     rdf = pd.read_csv(inputs.radiomics_summary, sep="\t")
     if rdf.empty:
-        return [note("No ground truth: no comparison of differential features.")]
+        return body + [note("No pre-operative ground truth: the features at the redetected positions are not compared "
+                            "with those at the true position.")]
     piv = rdf.pivot_table(index="method", columns="feature_class", values="median_deviation", aggfunc="mean").reset_index()
     piv = sort_methods(piv)
-    return [note("How much the redetected position changes the differential features (post - pre) against those "
-                 "measured at the ground-truth position: median of |delta(method) - delta(truth)| / sd(feature), per "
-                 "feature class (mean over modalities and radii). 0 = the same differential features as at the true "
-                 "position."), table(piv), Details("per modality and radius", [table(rdf)])]
+    return body + [Heading("Against the ground truth"),
+                   note("How much the redetected position changes the differential features (post - pre) against those "
+                        "measured at the ground-truth position: median of |delta(method) - delta(truth)| / sd(feature), "
+                        "per feature class (mean over modalities and radii). 0 = the same differential features as at "
+                        "the true position."), table(piv), Details("per modality and radius", [table(rdf)])]
+
+
+def _changes_blocks(inputs: ReportInputs, figures_dir: Path) -> list:
+    """The consensus's differential changes (radiomics_changes.tsv): a heatmap of landmarks against feature classes
+    and, per landmark, the largest changes that its uncertainty cannot explain."""
+    if inputs.radiomics_changes is None:
+        return []
+    ch = pd.read_csv(inputs.radiomics_changes, sep="\t", dtype={"landmark": str})
+    if ch.empty:
+        return [note("No differential changes: the consensus is not part of this run (radiomics at its landmarks only).")]
+    ch["row"] = ch["patient"] + " " + ch["landmark"]
+    ch["size"] = ch["z"].abs()
+    size = ch.pivot_table(index="row", columns="feature_class", values="size", aggfunc="median", sort=False)
+    known = ch.dropna(subset=["distinguishable"])
+    share = known.pivot_table(index="row", columns="feature_class", values="distinguishable", aggfunc="mean", sort=False)
+    body = [note("The differential change (post - pre) of every feature around the recommended (consensus) landmarks, "
+                 "with or without ground truth. z = the change in units of the feature's spread over the cohort's "
+                 "landmarks; pre_spread = how much the pre-operative value changes when the landmark moves by its "
+                 "uncertainty (uncertainty_mm, in each axis direction). A change no larger than pre_spread cannot be "
+                 "told apart from where the landmark is: it is left out of the lists below. Every value: ",
+                 Code("results/cohort/radiomics_changes.tsv"), "."),
+            Figure(png_uri(figures.changes_figure(share, size), figures_dir / "radiomics_changes.png"),
+                   "differential radiomics: landmarks against feature classes")]
+    shown = ["modality", "radius_mm", "feature", "pre", "post", "delta", "z", "pre_spread"]
+    for (patient, landmark), g in ch.groupby(["patient", "landmark"], sort=False):
+        big = g[g["distinguishable"] == 1].head(TOP_CHANGES)
+        n_known = int(g["distinguishable"].notna().sum())
+        body.append(Heading(f"{patient} landmark {landmark}"))
+        if n_known == 0:
+            body += [note("The landmark's uncertainty is unknown: the largest changes, not checked against it."),
+                     table(g.head(TOP_CHANGES)[shown], 3)]
+        else:
+            body += [note(f"{int((g['distinguishable'] == 1).sum())} of {n_known} changes are larger than the "
+                          f"landmark's uncertainty explains; the {len(big)} largest:"),
+                     table(big[shown], 3)]
+    return body
 
 
 def _benchmarks_section(inputs: ReportInputs) -> list:
@@ -457,7 +501,7 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir, p
         Section("pin", "PIN against the agents", _pin_section(summ, inputs)),
         Section("rigid", "Landmark-based rigid fit", _rigid_section(inputs, rigid_warnings)),
         Section("qc", "Preprocessing quality control", _qc_section(m, inputs)),
-        Section("radiomics", "Differential radiomics", _radiomics_section(inputs)),
+        Section("radiomics", "Differential radiomics", _radiomics_section(inputs, figures_dir)),
         Section("benchmarks", "Run time and memory per rule", _benchmarks_section(inputs)),
         Section("warnings", "Warnings", _warnings_section(m, inputs, pred, rigid_warnings)),
         Section("config", "Configuration and software", _config_section(config)),
