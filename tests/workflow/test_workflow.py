@@ -101,6 +101,13 @@ def test_real_run_produces_every_output(tiny_run):
     ident = errors[errors["method"] == "identity"].sort_values("landmark")["error_mm"].to_numpy()
     np.testing.assert_allclose(ident, expected_initial, atol=1.0)  # rigid alignment within 1 mm of the ideal one
     assert (wd / "results" / "cohort" / "report.html").stat().st_size > 50_000
+    # the differential radiomics at the consensus, each change checked against the landmark's uncertainty (issue 43)
+    changes = pd.read_csv(wd / "results" / "cohort" / "radiomics_changes.tsv", sep="\t", dtype={"landmark": str})
+    assert sorted(changes["landmark"].unique()) == ["1", "2", "3"] and changes["z"].notna().any()
+    unsure = consensus.set_index("landmark")["uncertainty_mm"].astype(float) > 0
+    for lm, g in changes.groupby("landmark"):  # (a probe region too small for its features gives NaN, as any region)
+        assert g["pre_spread"].notna().any() if unsure[lm] else g["pre_spread"].isna().all(), lm
+    assert "differential radiomics: landmarks against feature classes" in (wd / "results" / "cohort" / "report.html").read_text()
     # every method's landmarks (and the ground truth) as 3D Slicer point lists, the same points
     slicer = wd / "results" / "tiny01" / "slicer"
     assert sorted(p.name for p in slicer.glob("*.mrk.json")) == sorted(f"{m}.mrk.json" for m in methods + ["truth"])
