@@ -14,4 +14,5 @@ with log_to(snakemake.log[0]):  # noqa: F821
         landmark_files=snakemake.input.landmarks,  # noqa: F821
         out_dir=snakemake.output.folder,  # noqa: F821
         truth_file=PreprocFolder(snakemake.input.preproc).truth_path(),  # noqa: F821
+        preproc_dir=snakemake.input.preproc,  # noqa: F821
     )

@@ -113,6 +113,11 @@ def test_real_run_produces_every_output(tiny_run):
     assert sorted(p.name for p in slicer.glob("*.mrk.json")) == sorted(f"{m}.mrk.json" for m in methods + ["truth"])
     np.testing.assert_allclose(points_of(read_landmarks(slicer / "ants_syn.mrk.json")),
                                points_of(read_landmarks(lm_dir / "ants_syn.csv")), atol=1e-4)
+    import xml.etree.ElementTree as ET
+
+    scene = ET.parse(slicer / "scene.mrml").getroot()  # both scans and every list in one scene (issue 43)
+    names = [e.get("fileName") for e in scene if e.get("fileName")]
+    assert len(names) == 4 + len(methods) + 1 and all((slicer / n).is_file() for n in names), names
     assert not list(wd.rglob("*.part*"))  # nothing left half-written
     # the run sees a GPU variable (as a GPU job would): PyTorch jobs record their device; without CUDA they warn
     import torch

@@ -168,9 +168,13 @@ def _is_number(value) -> bool:
         return False
 
 
-def markups_document(ids, xyz_ras, description: str = "", colour=(1.0, 0.5, 0.5), coordinate_system: str = "LPS") -> dict:
+def markups_document(ids, xyz_ras, description: str = "", colour=(1.0, 0.5, 0.5), coordinate_system: str = "LPS",
+                     locked: bool = True, descriptions=None, selected=None, selected_colour=None) -> dict:
     """A markups JSON document (one point list) of landmarks given in world RAS mm, written in
-    ``coordinate_system`` (LPS, as Slicer 5 writes, or RAS), labelled with the identifiers."""
+    ``coordinate_system`` (LPS, as Slicer 5 writes, or RAS), labelled with the identifiers. ``locked``: whether
+    the points can be moved in Slicer; ``descriptions``: one text per point (else ``description`` for all);
+    ``selected``: per point, whether Slicer shows it selected, in ``selected_colour`` (else every point is
+    selected, in ``colour``)."""
     xyz_ras = np.asarray(xyz_ras, dtype=float).reshape(-1, 3)
     if coordinate_system == "LPS":
         pts = spatial.ras_to_lps(xyz_ras)
@@ -178,29 +182,36 @@ def markups_document(ids, xyz_ras, description: str = "", colour=(1.0, 0.5, 0.5)
         pts = xyz_ras
     else:
         raise ValueError(f"coordinate_system {coordinate_system!r}: expected LPS or RAS")
+    ids = list(ids)
+    texts = [str(d) for d in descriptions] if descriptions is not None else [description] * len(ids)
+    chosen = [bool(x) for x in selected] if selected is not None else [True] * len(ids)
     colour = [float(c) for c in colour]
+    chosen_colour = [float(c) for c in selected_colour] if selected_colour is not None else colour
     return {
         "@schema": SCHEMA,
         "markups": [{
             "type": "Fiducial",
             "coordinateSystem": coordinate_system,
             "coordinateUnits": "mm",
+            "locked": bool(locked),
             "labelFormat": "%N-%d",
             "controlPoints": [
-                {"id": str(k), "label": str(lid), "description": description, "position": [float(v) for v in p],
-                 "positionStatus": "defined", "locked": True, "visibility": True}
-                for k, (lid, p) in enumerate(zip(ids, pts), start=1)
+                {"id": str(k), "label": str(lid), "description": text, "position": [float(v) for v in p],
+                 "positionStatus": "defined", "selected": sel, "locked": bool(locked), "visibility": True}
+                for k, (lid, p, text, sel) in enumerate(zip(ids, pts, texts, chosen), start=1)
             ],
-            "display": {"visibility": True, "color": colour, "selectedColor": colour, "pointLabelsVisibility": True,
+            "display": {"visibility": True, "color": colour, "selectedColor": chosen_colour, "pointLabelsVisibility": True,
                         "glyphType": "Sphere3D", "glyphScale": 2.0, "textScale": 2.5},
         }],
     }
 
 
-def write_markups(df: pd.DataFrame, path, description: str = "", colour=(1.0, 0.5, 0.5), coordinate_system: str = "LPS") -> None:
+def write_markups(df: pd.DataFrame, path, description: str = "", colour=(1.0, 0.5, 0.5), coordinate_system: str = "LPS",
+                  **options) -> None:
     """Write a landmark table (world RAS mm) atomically as a 3D Slicer markups JSON file (``.mrk.json``), one
-    point list labelled with the identifiers, in ``coordinate_system`` (LPS, as Slicer 5 writes, or RAS)."""
+    point list labelled with the identifiers, in ``coordinate_system`` (LPS, as Slicer 5 writes, or RAS);
+    ``options``: those of :func:`markups_document` (locked, descriptions, selected, selected_colour)."""
     xyz = df[["x", "y", "z"]].to_numpy(dtype=float)
-    doc = markups_document(df["landmark"].astype(str), xyz, description, colour, coordinate_system)
+    doc = markups_document(df["landmark"].astype(str), xyz, description, colour, coordinate_system, **options)
     with atomic_path(path, suffix=".json") as tmp:
         Path(tmp).write_text(json.dumps(doc, indent=2))
