@@ -351,3 +351,28 @@ def test_validation_warns_about_a_squeezed_image_and_stops_an_rgb_one_without_tr
     out = capsys.readouterr()
     text = out.out + out.err
     assert "post_t1.nii.gz: expected a 3D scalar (grey-value) image" in text and "Traceback" not in text
+
+
+def test_a_qfac_of_zero_is_said_once_per_file_by_the_validation(tmp_path, capfd):
+    """Issue 43: nibabel printed its qfac message at every read of such a file (dozens of times per run); now the
+    validation warns once per file, and reading says nothing on the console."""
+    from landmarkflow.cohort.manifest import load_manifest
+    from landmarkflow.cohort.validation import validate_contents
+
+    affine = np.diag([1.2, 1.0, 1.5, 1.0])  # no flip: qfac 1, so 0 (read as 1) keeps the geometry
+    for tp in ("pre", "post"):
+        make_image(tmp_path / f"{tp}.nii.gz", (20, 18, 12), affine, rng=np.random.default_rng(len(tp)))
+    path = tmp_path / "pre.nii.gz"
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    raw[76:80] = np.float32(0).tobytes()  # pixdim[0] of a little-endian NIfTI-1 header (nibabel would write 1)
+    path.write_bytes(gzip.compress(bytes(raw)))
+    assert nib.Nifti1Header.from_fileobj(gzip.open(path), check=False)["pixdim"][0] == 0  # as written
+    write_landmarks(landmarks_frame(["1"], [[10.0, 9.0, 9.0]]), tmp_path / "post.csv")
+    (tmp_path / "cohort.tsv").write_text("patient\ttimepoint\tkind\tname\tpath\nP\tpre\timage\tt1\tpre.nii.gz\n"
+                                         "P\tpost\timage\tt1\tpost.nii.gz\nP\tpost\tlandmarks\texpert\tpost.csv\n")
+    capfd.readouterr()
+    m = validate_contents(load_manifest(tmp_path / "cohort.tsv"))
+    said = [w for w in m.warnings if "qfac" in w]
+    assert len(said) == 1 and "row 2" in said[0] and "pixdim[0] (qfac) is 0, not 1 or -1" in said[0], m.warnings
+    read_image(path)
+    assert "qfac" not in "".join(capfd.readouterr())  # nibabel's own message held back

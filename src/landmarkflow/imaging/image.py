@@ -6,6 +6,7 @@ Images are read with SimpleITK (NIfTI, NRRD, MHA, ...), NIfTI files checked befo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -98,19 +99,23 @@ def read_image(path, dtype=np.float32) -> Image:
 
     path = existing_file(path, "image")
     if _is_nifti(path):
-        nii = _read_nifti(path)
-        shape, affine = read_header(path)
-        try:
-            data = np.asanyarray(nii.dataobj)
-        except Exception as err:  # nibabel raises several types for corrupt files
-            raise InputError(f"{path}: not a readable NIfTI image ({first_line(err)})") from None
-        nii_affine = nii.affine
+        with _quiet_nibabel():
+            nii, qfac = _read_nifti(path)
+            shape, affine = read_header(path)
+            try:
+                data = np.asanyarray(nii.dataobj)
+            except Exception as err:  # nibabel raises several types for corrupt files
+                raise InputError(f"{path}: not a readable NIfTI image ({first_line(err)})") from None
+            nii_affine = nii.affine
         del nii  # and, for .gz, the decompressed stream it holds: its voxels are in data now
         if data.dtype.names:  # RGB(A) NIfTI: one record of channels per voxel
             raise InputError(f"{path}: expected a 3D scalar (grey-value) image, got a colour image with channels "
                              f"{', '.join(data.dtype.names)} per voxel; save the MRI itself, one value per voxel")
         note = _squeeze_note(path, data.shape)
         data = data.reshape(data.shape[:3]) if note else data
+        if qfac not in (1.0, -1.0):  # said once per file (the validation's warning), not by nibabel at every read
+            note = "; ".join(filter(None, [note, f"{path}: pixdim[0] (qfac) is {qfac:g}, not 1 or -1: read as 1 (no "
+                                                 "flip of the third axis), as nibabel and ITK read it"]))
         if data.ndim != 3:
             raise InputError(f"{path}: expected a 3D scalar image, got an array of shape {data.shape}{_extra_axes_hint(data.shape)}")
         if not np.allclose(nii_affine, affine, atol=1e-3):
@@ -139,6 +144,19 @@ def read_image(path, dtype=np.float32) -> Image:
     if note:
         log.info(note)
     return Image(np.ascontiguousarray(data), affine, note)
+
+
+@contextlib.contextmanager
+def _quiet_nibabel():
+    """nibabel's own INFO messages (``pixdim[0] (qfac) should be 1 (default) or -1``, printed at every read of such
+    a file) held back while a NIfTI file is read: :func:`read_image` says it once, in the image's note."""
+    logger = logging.getLogger("nibabel.global")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _squeeze_note(path, shape) -> str:
@@ -178,7 +196,8 @@ _NIFTI_SCALAR_CODES = "2 uint8, 4 int16, 8 int32, 16 float32, 64 float64, 256 in
 
 
 def _read_nifti(path: Path):
-    """The NIfTI image of ``path`` (nibabel), checked before its voxels are read.
+    """The NIfTI image of ``path`` (nibabel), checked before its voxels are read, and its ``pixdim[0]`` (qfac) as
+    written (nibabel's header says 1 where the file has 0).
 
     - the header's data size (offset + voxels x bytes) against the file's size: a truncated file or a
       header that declares far more voxels than the file holds is named with both numbers, before any
@@ -211,7 +230,7 @@ def _read_nifti(path: Path):
     except Exception as err:  # nibabel raises several types for corrupt files
         raise InputError(f"{path}: not a readable NIfTI image ({first_line(err)})") from None
     _check_qform_sform(path, nii, shape)
-    return nii
+    return nii, float(hdr["pixdim"][0])
 
 
 def _nifti_header(path: Path, gz: bool):
