@@ -199,6 +199,7 @@ def _read_patient(m: Manifest, patient: str, modalities: list, settings: Setting
         if settings.n4:
             t0 = time.time()
             for mod in modalities:
+                log.info("%s: N4 of the %s-operative %s scan", patient, tp, mod)  # (a minute or two each on a whole scan)
                 img = images[tp, mod]
                 images[tp, mod] = ants.n4(img, Image(head_mask(img).astype(np.uint8), img.affine))
             tick(f"n4_{tp}", t0)
@@ -220,10 +221,12 @@ def _rigid_registrations(images: dict, masks: dict, modalities: list, out_file, 
     for tp in TIMEPOINTS:
         to_ref[tp, ref] = np.eye(4)
         for mod in modalities[1:]:
+            log.info("rigid alignment %s_%s onto %s_%s ...", tp, mod, tp, ref)
             to_ref[tp, mod], info["alignment"][f"{tp}_{mod}"] = aligned_or_registered(
                 images[tp, ref], images[tp, mod], masks[tp, "brain"], None, keep_aligned)
     fixed_mask = _registration_mask(masks["pre", "brain"], masks.get(("pre", LESIONS["pre"])))
     moving_mask = _registration_mask(masks["post", "brain"], masks.get(("post", LESIONS["post"])))
+    log.info("rigid alignment post_%s onto pre_%s ...", ref, ref)
     pre_to_post, info["alignment"]["post"] = aligned_or_registered(images["pre", ref], images["post", ref], fixed_mask,
                                                                    moving_mask, keep_aligned, out_file)
     for pair, note in info["alignment"].items():
