@@ -31,7 +31,8 @@ def _validate(args) -> None:
     landmarks = settings["landmarks"] if settings is not None else {}  # where the command line gives no value
     annotator = args.annotator if args.annotator is not None else landmarks.get("annotator")
     unmatched = args.unmatched_truth or landmarks.get("unmatched_truth") or config.default("landmarks", "unmatched_truth")
-    m = load_manifest(args.manifest, annotator=annotator)
+    preference = settings["reference_modality"] if settings is not None else config.default(None, "reference_modality")
+    m = load_manifest(args.manifest, annotator=annotator, preference=preference)
     if settings is not None:
         m.check_modalities({f"{key}.modalities": settings[key]["modalities"]
                             for key in ("agent", "pin", "ants", "svf", "radiomics")})
@@ -39,6 +40,8 @@ def _validate(args) -> None:
     if settings is not None:
         print(f"{', '.join(map(str, args.configfile))}: the config passed its checks")
     print(f"{args.manifest}: {len(m.patients)} patient(s), {len(m.table)} file(s), all checks passed")
+    for patient in m.patients:
+        print(f"{patient}: reference modality {m.reference_choice(patient)[1]}")
     for w in m.warnings:
         print(f"warning: {w}")
 
@@ -96,14 +99,15 @@ def _brats_export(args) -> None:
 def _init(args) -> None:
     from pathlib import Path
 
-    from .cohort.manifest import display_path, load_manifest
+    from .cohort.manifest import load_manifest
     from .cohort.starter import starter_config
     from .core.files import atomic_path
 
     out = Path(args.out or Path("config") / f"{Path(args.manifest).stem}.yaml")
     if out.exists() and not args.force:
         raise InputError(f"{out}: exists already; choose another --out or add --force to overwrite it")
-    text = starter_config(load_manifest(args.manifest), display_path(Path(args.manifest)))
+    # the manifest by its absolute path: the config then works from wherever Snakemake runs
+    text = starter_config(load_manifest(args.manifest), str(Path(args.manifest).resolve()))
     with atomic_path(out) as tmp:
         Path(tmp).write_text(text)
     print(f"wrote {out}; check it, then: snakemake --cores N --configfile {out}")

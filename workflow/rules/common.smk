@@ -62,7 +62,8 @@ def _must_exist_now(path):
 ANNOTATOR = config["landmarks"]["annotator"]
 UNMATCHED_TRUTH = config["landmarks"]["unmatched_truth"]
 try:
-    MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now, annotator=ANNOTATOR)
+    MANIFEST = mf.load_manifest(config["cohort"], check_files=_must_exist_now, annotator=ANNOTATOR,
+                                preference=config["reference_modality"])
     MANIFEST.check_modalities({f"{key}.modalities": config[key]["modalities"] for key in ("agent", "pin", "ants", "svf", "radiomics")})
 except InputError as err:
     raise WorkflowError(str(err)) from None

@@ -35,6 +35,20 @@ LESIONS = {"post": "resection", "pre": "tumor"}
 MASK_NAMES = {**{name: tp for tp, name in LESIONS.items()}, "brain": None}  # name -> required timepoint
 ID_RE, MAX_ID = layout.ID_RE, layout.MAX_ID  # the identifier rule is the layout's (file names)
 DEFAULT_MODALITY_PREFERENCE = ("t1ce", "t1", "t2", "flair")
+#: the names modalities go by (BIDS suffixes, scanner and challenge names), case aside, for each canonical one
+MODALITY_ALIASES = {
+    "t1ce": ("t1ce", "t1c", "t1gd", "t1-gd", "t1_gd", "t1post", "t1wce", "t1w-ce", "cet1", "ce-t1", "t1contrast"),
+    "t1": ("t1", "t1w"),
+    "t2": ("t2", "t2w"),
+    "flair": ("flair", "t2flair", "t2-flair", "t2_flair", "t2wflair"),
+}
+_CANONICAL = {alias: name for name, aliases in MODALITY_ALIASES.items() for alias in aliases}
+
+
+def canonical_modality(name: str) -> str:
+    """The canonical name of a modality (``T1Gd``, ``T1c`` -> ``t1ce``; ``T1w`` -> ``t1``; ``T2w`` -> ``t2``;
+    ``FLAIR`` -> ``flair``), or the name in lower case when it is none of :data:`MODALITY_ALIASES`."""
+    return _CANONICAL.get(str(name).lower(), str(name).lower())
 
 
 def identifier_problem(value: str, what: str) -> str | None:
@@ -63,6 +77,7 @@ class Manifest:
     source: Path
     warnings: list[str] = field(default_factory=list)
     annotator: str | None = None  # the configured primary annotator (None: each patient's only post-op one)
+    preference: tuple = DEFAULT_MODALITY_PREFERENCE  #: the configured reference_modality preference
 
     @property
     def patients(self) -> list[str]:
@@ -102,12 +117,28 @@ class Manifest:
             raise InputError(f"{self.source}: the config asks for modalities the manifest does not have:\n  "
                              + "\n  ".join(problems))
 
-    def reference_modality(self, patient, preference=DEFAULT_MODALITY_PREFERENCE) -> str:
+    def reference_modality(self, patient, preference=None) -> str:
+        """The modality that skull stripping and both registrations run on: the first of ``preference`` that the
+        patient has at both time points, names compared case aside and through their aliases
+        (:func:`canonical_modality`: a manifest's ``T1w``, ``T1Gd``, ``FLAIR``), else the first by name."""
+        return self.reference_choice(patient, preference)[0]
+
+    def reference_choice(self, patient, preference=None) -> tuple[str, str]:
+        """(the reference modality, why it is the one): see :meth:`reference_modality` (``preference`` None: the
+        manifest's, :attr:`preference`)."""
+        preference = tuple(self.preference if preference is None else preference)
         common = self.common_modalities(patient)
-        for m in preference:
-            if m in common:
-                return m
-        return sorted(common)[0]
+        wanted = ", ".join(preference)
+        for rank, m in enumerate(preference):
+            match = [c for c in common if canonical_modality(c) == canonical_modality(m)]
+            if match:
+                alias = f" (as {m})" if match[0] != m else ""
+                return match[0], (f"{match[0]}{alias}: the first of the preference {wanted} (config reference_modality) "
+                                  "that the patient has at both time points")
+        first = sorted(common)[0]
+        return first, (f"{first}: none of the preference {wanted} (config reference_modality) is among the patient's "
+                       f"modalities at both time points ({', '.join(common)}), so the first by name; set "
+                       "reference_modality in the config to choose it")
 
     def annotators(self, patient, timepoint) -> list[str]:
         return list(self.rows(patient, timepoint, "landmarks")["name"])
@@ -121,7 +152,8 @@ class Manifest:
         return list(self.table["path"])
 
 
-def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annotator: str | None = None) -> Manifest:
+def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annotator: str | None = None,
+                  preference=DEFAULT_MODALITY_PREFERENCE) -> Manifest:
     """Read and check a manifest; raise :class:`InputError` listing every problem.
 
     ``check_files`` may be ``False`` to skip the existence check, or a function
@@ -142,7 +174,7 @@ def load_manifest(path, check_files: bool | Callable[[Path], bool] = True, annot
     for patient, grp in df.groupby("patient", sort=False):
         rows = ", ".join(str(x) for x in grp["row"])
         problems += _patient_problems(grp, f"{path}, patient {patient} (rows {rows})", annotator)
-    m = Manifest(df.reset_index(drop=True), path, annotator=annotator)
+    m = Manifest(df.reset_index(drop=True), path, annotator=annotator, preference=tuple(preference))
     for patient in m.patients:  # one scan given twice (the aliases of one file are named above)
         problems += [f"{path}, rows {a.row} and {b.row}: {a.path} and {b.path} have identical contents: the same scan "
                      f"given twice? (the {a.timepoint}-operative {a.name} and the {b.timepoint}-operative {b.name} image; "
@@ -350,6 +382,10 @@ def _patient_problems(grp: pd.DataFrame, where: str, annotator: str | None) -> l
 def patient_warnings(m: Manifest, patient: str) -> list[str]:
     """What a patient's rows allow but a user should know: unused modalities, no resection mask, no ground truth."""
     out = []
+    if m.common_modalities(patient):
+        ref, why = m.reference_choice(patient)
+        if canonical_modality(ref) not in {canonical_modality(x) for x in m.preference}:  # chosen by name: never silently
+            out.append(f"patient {patient}: reference modality {why}")
     pre, post = set(m.images(patient, "pre")), set(m.images(patient, "post"))
     only = sorted(pre ^ post)
     if only:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ..core.config import default
 from ..imaging.image import read_image
-from .manifest import LESIONS, Manifest
+from .manifest import LESIONS, Manifest, canonical_modality
 
 #: share of voxels at the image's minimum above which a scan looks skull-stripped (whole-head scans have
 #: noise or tissue almost everywhere; a skull-stripped brain fills a third to a half of its box)
@@ -35,7 +35,8 @@ def starter_config(m: Manifest, cohort_path: str) -> str:
     patients = m.patients
     common = [mod for mod in m.common_modalities(patients[0]) if all(mod in m.common_modalities(p) for p in patients)]
     order = default(None, "reference_modality")
-    common.sort(key=lambda mod: (order.index(mod) if mod in order else len(order), mod))
+    canon = [canonical_modality(o) for o in order]  # a manifest's T1w, T1Gd, FLAIR in the order's places
+    common.sort(key=lambda mod: (canon.index(canonical_modality(mod)) if canonical_modality(mod) in canon else len(canon), mod))
     channels = common[:2]
     has = {name: [p for p in patients if m.path(p, tp, "mask", name) is not None] for tp, name in LESIONS.items()}
     has["brain"] = [p for p in patients if all(m.path(p, tp, "mask", "brain") is not None for tp in ("pre", "post"))]

@@ -137,7 +137,8 @@ def preprocess_patient(m: Manifest, patient: str, outdir, settings: Settings, id
     t_start = time.time()
     ants.set_seed(settings.seed)
     modalities = m.common_modalities(patient)
-    ref = m.reference_modality(patient, settings.reference_modality)
+    ref, why = m.reference_choice(patient, settings.reference_modality)
+    log.info("%s: reference modality %s", patient, why)
     modalities = [ref] + [x for x in modalities if x != ref]
     info: dict = {"patient": patient, "reference_modality": ref, "modalities": modalities, "warnings": [], "timings_s": {}}
 
