@@ -6,7 +6,7 @@ CORES  ?= 2
 SEEDS  ?= 42,1,2
 SNAKEMAKE := $(BIN)/snakemake
 
-.PHONY: env demo test lint dryrun clean browser benchmark seeds
+.PHONY: env demo smoke test lint dryrun clean browser benchmark seeds
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml constraints.txt
 	$(BIN)/pip install -q -c constraints.txt torch
 	$(BIN)/pip install -q -c constraints.txt --no-build-isolation pyradiomics
 	$(BIN)/pip install -q -c constraints.txt antspyx
-	$(BIN)/pip install -q -c constraints.txt -e '.[agents,ants,workflow,test]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[agents,ants,bids,workflow,test]'
 	# the SLURM executor without its numpy floor (see constraints.txt; a test checks its other requirements)
 	$(BIN)/pip install -q -c constraints.txt --no-deps snakemake-executor-plugin-slurm
 	touch $@
@@ -29,6 +29,10 @@ env: $(VENV)/.installed
 
 demo: env
 	$(SNAKEMAKE) --cores $(CORES) --printshellcmds
+
+# one small demo patient through every stage with a tiny budget (config/smoke.yaml; the tests run the same file)
+smoke: env
+	$(SNAKEMAKE) --cores $(CORES) --configfile config/smoke.yaml
 
 # accuracy over workflow seeds: one full run per seed, each in results/seeds/seed-S/ (about 25 min each on 2 cores), then results/seeds/summary.tsv
 seeds: env

@@ -113,6 +113,14 @@ def _init(args) -> None:
     print(f"wrote {out}; check it, then: snakemake --cores N --configfile {out}")
 
 
+def _bids(args) -> None:
+    from .io import bids
+
+    df = bids.make_manifest(args.dataset, args.out, args.pre_session, args.post_session, args.derivatives)
+    print(f"wrote {args.out / 'cohort.tsv'}: {df['patient'].nunique()} patient(s), {len(df)} file(s); check it with "
+          f"`landmarkflow validate {args.out / 'cohort.tsv'}`, then `landmarkflow init {args.out / 'cohort.tsv'}`")
+
+
 def _brats(args) -> None:
     from .io import brats
 
@@ -159,6 +167,19 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, required=True, help="folder for cohort.tsv and the converted landmark files")
     p.add_argument("--annotator", default="expert", help="name given to the landmark files (default: expert)")
     p.set_defaults(func=_brats)
+
+    p = sub.add_parser("bids-manifest", help="turn a longitudinal BIDS dataset into a manifest (two sessions: pre, post)",
+                       description="Images from the raw data (T1w with a ce- entity: t1ce; T1w: t1; T2w: t2; FLAIR: "
+                                   "flair), landmarks and masks from derivatives/landmarkflow/ (README, 'BIDS'); paths "
+                                   "relative to --out, nothing copied.")
+    p.add_argument("dataset", type=Path, help="the BIDS dataset's folder (with dataset_description.json)")
+    p.add_argument("--out", type=Path, required=True, help="folder for cohort.tsv")
+    p.add_argument("--pre-session", help="the pre-operative session's label (default: guessed: pre, preop, baseline; "
+                                         "or the first of two numbered or dated sessions)")
+    p.add_argument("--post-session", help="the post-operative session's label (default: guessed likewise)")
+    p.add_argument("--derivatives", type=Path, help="the folder of landmarks and masks (default "
+                                                     "DATASET/derivatives/landmarkflow)")
+    p.set_defaults(func=_bids)
 
     p = sub.add_parser("brats-export", help="write the results in BraTS-Reg's form (landmark CSV, Jacobian determinant)",
                        description="Per case of MANIFEST: <case>.csv, the method's landmarks in BraTS-Reg's convention "

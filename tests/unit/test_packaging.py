@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: import name -> distribution name, for the third-party packages the library may use
 DISTRIBUTIONS = {"numpy": "numpy", "scipy": "scipy", "pandas": "pandas", "nibabel": "nibabel", "SimpleITK": "SimpleITK",
                  "nilearn": "nilearn", "yaml": "pyyaml", "matplotlib": "matplotlib", "torch": "torch", "ants": "antspyx",
-                 "radiomics": "pyradiomics", "jinja2": "jinja2", "markupsafe": "markupsafe"}
+                 "radiomics": "pyradiomics", "jinja2": "jinja2", "markupsafe": "markupsafe", "bids": "pybids"}
 
 
 def _imports(folder: Path) -> set[str]:
@@ -34,7 +34,7 @@ def test_dependencies_are_what_the_library_imports():
     unknown = imported - set(DISTRIBUTIONS)
     assert not unknown, f"the library imports {unknown}: add them to pyproject.toml and to DISTRIBUTIONS here"
     extras = project["optional-dependencies"]
-    declared = {_name(r) for r in project["dependencies"]} | {_name(r) for key in ("agents", "ants", "radiomics") for r in extras[key]}
+    declared = {_name(r) for r in project["dependencies"]} | {_name(r) for key in ("agents", "ants", "radiomics", "bids") for r in extras[key]}
     assert declared == {DISTRIBUTIONS[n] for n in imported}
     # the controller is not a dependency of the library
     assert not {_name(r) for r in project["dependencies"]} & {"snakemake", "snakemake-executor-plugin-slurm", "jsonschema"}
