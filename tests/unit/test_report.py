@@ -172,3 +172,35 @@ def test_the_differential_changes_are_shown_without_ground_truth(small_cohort, t
     assert 'alt="differential radiomics: landmarks against feature classes"' in section
     assert (tmp_path / "figs" / "radiomics_changes.png").stat().st_size > 5_000
     assert "No pre-operative ground truth: the features at the redetected positions are not compared" in section
+
+
+def test_orientation_letters_follow_the_grid():
+    """Issue 43: every slice carries L/R, A/P, S/I at its edges, read from the grid (a flipped or permuted one too)."""
+    from landmarkflow.present.figures import orientation_letters
+
+    ras = np.diag([1.0, 1.0, 1.0, 1.0])
+    assert orientation_letters(ras, (0, 1)) == (("L", "R"), ("P", "A"))  # axial: right is R, up is A
+    assert orientation_letters(ras, (0, 2)) == (("L", "R"), ("I", "S"))  # coronal
+    assert orientation_letters(ras, (1, 2)) == (("P", "A"), ("I", "S"))  # sagittal
+    lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    assert orientation_letters(lps, (0, 1)) == (("R", "L"), ("A", "P"))
+    permuted = np.array([[0, 0, 2.0, 0], [1.0, 0, 0, 0], [0, -1.0, 0, 0], [0, 0, 0, 1]])  # i: A, j: I, k: R
+    assert orientation_letters(permuted, (0, 1)) == (("P", "A"), ("S", "I"))
+
+
+def test_the_summary_speaks_plainly_and_explains_its_columns(small_cohort, tmp_path):
+    from landmarkflow.cohort.manifest import load_manifest
+    from landmarkflow.present import report
+
+    manifest, _ = small_cohort
+    m = load_manifest(manifest)
+    files = _results(tmp_path, m)
+    out = _outputs(tmp_path)
+    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], out_check=out["check"])
+    report.build_report(m, {"seed": 1}, _inputs(out, files), tmp_path / "report.html", tmp_path / "figs", tmp_path / "patients")
+    text = (tmp_path / "report.html").read_text()
+    assert text.index('<section id="patients">') < text.index('<section id="summary">')  # the patient pages first
+    summary = text[text.index('<section id="summary">'):]
+    assert "<th>mean error (mm)</th>" in summary and "<th>mean_mm</th>" not in summary
+    assert "<summary>What the columns mean</summary>" in summary
+    assert "<td>share improved</td><td>share of landmarks whose error is below their initial error</td>" in summary

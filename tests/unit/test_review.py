@@ -19,10 +19,12 @@ def _patient(tmp_path):
     write_preproc(res / "preproc", affine, {(tp, mod): rng.random((20, 20, 20)) for tp in ("pre", "post") for mod in ("t1ce", "flair")})
     pts = np.array([[-20.0, 20.0, 5.0], [-10.0, 25.0, 10.0]])
     (res / "landmarks").mkdir(parents=True)
-    write_landmarks(landmarks_frame(["a", "b"], pts, uncertainty_mm=[0.4, 3.2], flag=[0, 1],
-                                    rule=["agreement", "disagreement"], methods=["ants_syn+svf", "ants_syn"]),
+    pts = np.vstack([pts, [[-15.0, 22.0, 8.0]]])
+    write_landmarks(landmarks_frame(["a", "b", "c"], pts, uncertainty_mm=[0.4, 3.2, np.nan], flag=[0, 1, 1],
+                                    rule=["agreement", "disagreement", "unconfirmed"],
+                                    methods=["ants_syn+svf", "ants_syn", "ants_syn"]),
                     res / "landmarks" / "consensus.csv")
-    write_landmarks(landmarks_frame(["a", "b"], pts + 1.0), res / "landmarks" / "ants_syn.csv")
+    write_landmarks(landmarks_frame(["a", "b", "c"], pts + 1.0), res / "landmarks" / "ants_syn.csv")
     return res, pts
 
 
@@ -54,7 +56,8 @@ def test_the_consensus_is_the_list_to_correct(tmp_path):
     review.export_review([res / "landmarks" / "consensus.csv", res / "landmarks" / "ants_syn.csv"], out)
     node = json.loads((out / "consensus.mrk.json").read_text())["markups"][0]
     assert node["locked"] is False and not any(cp["locked"] for cp in node["controlPoints"])
-    a, b = node["controlPoints"]
+    a, b, c = node["controlPoints"]
+    assert c["description"] == "uncertainty unknown (nothing confirms it); rule unconfirmed; flagged: check by eye"
     assert a["description"] == "uncertainty 0.4 mm; rule agreement; not flagged" and a["selected"] is False
     assert b["description"] == "uncertainty 3.2 mm; rule disagreement; flagged: check by eye" and b["selected"] is True
     assert node["display"]["selectedColor"] == list(review.FLAG_COLOUR) != node["display"]["color"]
@@ -66,5 +69,5 @@ def test_the_consensus_is_the_list_to_correct(tmp_path):
     reviewed = tmp_path / "reviewed.mrk.json"
     reviewed.write_text(json.dumps({"@schema": "x", "markups": [node]}))
     back = read_landmarks(reviewed)
-    assert back["landmark"].tolist() == ["a", "b"]
-    np.testing.assert_allclose(points_of(back), pts + [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0]], atol=1e-4)
+    assert back["landmark"].tolist() == ["a", "b", "c"]
+    np.testing.assert_allclose(points_of(back), pts + [[0.0, 0.0, 0.0], [2.0, 0.0, 0.0], [0.0, 0.0, 0.0]], atol=1e-4)

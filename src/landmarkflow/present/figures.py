@@ -26,11 +26,15 @@ def plt():
     return plt
 
 
+#: the figures' resolution: small labels stay readable (80 was blurred on a laptop screen)
+FIGURE_DPI = 110
+
+
 def png_uri(fig, path=None) -> str:
     """Encode a figure as a data URI (and save it to ``path`` if given)."""
     pyplot = plt()
     buf = _io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=FIGURE_DPI, bbox_inches="tight")
     pyplot.close(fig)
     data = buf.getvalue()
     if path is not None:
@@ -115,6 +119,7 @@ def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFram
             ax.scatter(v[other[0]], v[other[1]], marker="*", s=160, color="lime", edgecolors="black", linewidths=0.6, label="ground truth", zorder=5)
         ax.set_xlim(c[other[0]] - half, c[other[0]] + half)
         ax.set_ylim(c[other[1]] - half, c[other[1]] + half)
+        _orientation(ax, pre.affine, other)
     ident = lm_pred[lm_pred["method"] == "identity"][["x", "y", "z"]].to_numpy()
     if len(ident):
         cp = np.rint(spatial.world_to_voxel(ident[0], post.affine)).astype(int)
@@ -122,12 +127,39 @@ def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFram
         axes[3].scatter(cp[0], cp[1], marker="P", s=90, color=catalogue.colour("identity"), edgecolors="white", label="post-op landmark")
         axes[3].set_xlim(cp[0] - half, cp[0] + half)
         axes[3].set_ylim(cp[1] - half, cp[1] + half)
+        _orientation(axes[3], post.affine, (0, 1))
     handles, labels = axes[0].get_legend_handles_labels()
     uniq = dict(zip(labels, handles))
     fig.legend(uniq.values(), uniq.keys(), loc="lower center", ncol=min(len(uniq), 8), fontsize=8)
     fig.suptitle(f"{patient}, landmark {landmark}")
     fig.tight_layout(rect=(0, 0.08, 1, 0.95))
     return fig
+
+
+#: the letters of each world axis's negative and positive end (RAS)
+ENDS = (("L", "R"), ("P", "A"), ("I", "S"))
+
+
+def orientation_letters(affine, axes) -> tuple[tuple[str, str], tuple[str, str]]:
+    """For a slice shown with voxel axis ``axes[0]`` across (increasing to the right) and ``axes[1]`` up: the
+    letters at its (left, right) and (bottom, top) edges, from the world axis each voxel axis runs along most."""
+    out = []
+    for a in axes:
+        column = np.asarray(affine, dtype=float)[:3, a]
+        world = int(np.argmax(np.abs(column)))
+        low, high = ENDS[world]
+        out.append((low, high) if column[world] > 0 else (high, low))
+    return out[0], out[1]
+
+
+def _orientation(ax, affine, axes) -> None:
+    """Orientation letters at the edges of a slice (:func:`orientation_letters`)."""
+    (left, right), (bottom, top) = orientation_letters(affine, axes)
+    style = {"transform": ax.transAxes, "color": "yellow", "fontsize": 9, "fontweight": "bold"}
+    ax.text(0.02, 0.5, left, ha="left", va="center", **style)
+    ax.text(0.98, 0.5, right, ha="right", va="center", **style)
+    ax.text(0.5, 0.02, bottom, ha="center", va="bottom", **style)
+    ax.text(0.5, 0.98, top, ha="center", va="top", **style)
 
 
 def _slice(ax, img, mask, c, axis, half, title):

@@ -31,14 +31,15 @@ TEMPLATE = "page.html.j2"
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.88em;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.88em;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}.note{color:#555;font-size:.9em}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:1em}
 """
 
-#: the render check: counts the decoded images and the script errors into the page's last line (what the
-#: browser test reads); the one script a page may run (allowed by its hash)
+#: the render check: counts the decoded images and the script errors into the page's last line, with the right
+#: edge of the widest table and the page's width (what the browser test reads); the one script a page may run
+#: (allowed by its hash). A wide table scrolls inside itself (the style sheet), never past the page.
 CHECK_JS = """
 window.__errors = [];
 window.addEventListener('error', function (e) { window.__errors.push(String(e.message || e)); });
@@ -49,6 +50,9 @@ window.addEventListener('load', function () {
   s.textContent = 'images ' + ok + '/' + imgs.length + '; errors ' + window.__errors.length;
   s.setAttribute('data-images-ok', ok); s.setAttribute('data-images', imgs.length);
   s.setAttribute('data-errors', window.__errors.length);
+  var widths = Array.prototype.map.call(document.querySelectorAll('table'), function (t) { return t.getBoundingClientRect().right; });
+  s.setAttribute('data-widest-table', Math.ceil(Math.max.apply(null, widths.concat([0]))));
+  s.setAttribute('data-page-width', document.documentElement.clientWidth);
 });
 """
 

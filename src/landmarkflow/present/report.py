@@ -141,6 +141,42 @@ def _rigid_section(inputs: ReportInputs, warnings: list) -> list:
 
 
 # ----------------------------------------------------------------------------- sections: lists of blocks (.pages)
+#: the summary's columns as the report shows them (the TSV keeps the short names), with what each means
+COLUMNS = {
+    "n": ("landmarks with truth", "landmarks with pre-op ground truth (the errors are over these)"),
+    "mean_mm": ("mean error (mm)", "mean distance to the ground truth"),
+    "median_mm": ("median error (mm)", "median distance to the ground truth"),
+    "std_mm": ("sd of error (mm)", "standard deviation of the distance to the ground truth"),
+    "norm_mean": ("mean error / initial", "mean over landmarks of error / initial error (paper, Table 1); below 1 is better "
+                                          "than the rigidly aligned position"),
+    "norm_median": ("median error / initial", "median over landmarks of error / initial error"),
+    "robustness": ("share improved", "share of landmarks whose error is below their initial error"),
+    "over_5mm": ("share over 5 mm", "share of errors above 5 mm"),
+    "landmarks": ("landmarks", "landmarks predicted"),
+    "median_shift_mm": ("median shift (mm)", "how far the method moves the landmarks from the rigidly aligned post-op "
+                                             "position (needs no ground truth)"),
+    "median_disagreement_mm": ("median disagreement (mm)", "distance to the median of the other methods' predictions "
+                                                           "(needs no ground truth)"),
+    "spread_mm": ("agent spread (mm)", "mean distance of the agents' 20 end points to their centre"),
+    "fallbacks": ("fallbacks", "implausible predictions replaced by the rigidly aligned position"),
+    "nonpositive_jacobian": ("folding share", "share of voxels where the deformation folds (Jacobian determinant <= 0)"),
+    "flagged": ("flagged", "the consensus's landmarks to check by eye"),
+    "flag_catch": ("large errors flagged", "share of the consensus's errors above the flag distance "
+                                           "(consensus.flag_error_mm) that are flagged"),
+    "flag_false_alarm": ("flags without a large error", "share of the flagged landmarks whose error is below it"),
+}
+
+
+def _readable(df: pd.DataFrame) -> pd.DataFrame:
+    """The summary's columns under their plain names (:data:`COLUMNS`)."""
+    return df.rename(columns={key: name for key, (name, _) in COLUMNS.items()})
+
+
+def _glossary(df: pd.DataFrame) -> Details:
+    return Details("What the columns mean", [table(pd.DataFrame(
+        [{"column": COLUMNS[c][0], "meaning": COLUMNS[c][1]} for c in df.columns if c in COLUMNS]))])
+
+
 def _versions() -> dict:
     import importlib.metadata as md
 
@@ -191,6 +227,7 @@ def _bands_table(bands: pd.DataFrame | None) -> list:
     cells = bands.assign(cell=[f"{r.mean_mm:.2f} ({int(r.n)})" for r in bands.itertuples()])
     wide = cells.pivot_table(index="method", columns="band", values="cell", aggfunc="first", sort=False).reset_index()
     wide = sort_methods(wide)[["method"] + list(dict.fromkeys(bands["band"]))]
+    wide.columns = ["method"] + [f"{band} from the cavity" for band in wide.columns[1:]]
     return [Heading("Error by distance to the cavity"),
             note("Mean error in mm (landmarks) per band of the post-op landmark's distance to the resection cavity (the "
                  "given mask, or the derived one where none was given): registration is least reliable near it."),
@@ -210,25 +247,19 @@ def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFra
                      "from the other methods' (median_disagreement_mm), the agents' spread, the fallbacks to the rigid "
                      "position and, for deformations, the share of folding voxels. Check the landmarks listed below by "
                      "eye first."),
-                table(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))]
+                table(_readable(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))),
+                _glossary(summ.drop(columns=[c for c in ERROR_COLUMNS if c in summ.columns]))]
     else:
         body = []
         if without:
             body.append(warn(f"Pre-operative ground truth for {len(with_truth)} of {len(m.patients)} patients: errors "
                              f"(n, mean ... over_5mm) are over those; {', '.join(without)} count in the columns that "
                              "need no ground truth only."))
-        body += [table(summ),
-                 note("n: landmarks with ground truth; mean/median: error in mm; norm_*: error / initial error per "
-                      "landmark (paper, Table 1); robustness: share of landmarks improved over the initial error; "
-                      "over_5mm: share of errors above 5 mm. Without ground truth: landmarks predicted; median_shift_mm: "
-                      "from the rigidly aligned post-op position; median_disagreement_mm: distance to the median of the "
-                      "other methods' predictions; spread: mean distance of the agents' 20 end points to their centre; "
-                      "fallbacks: implausible predictions replaced by the rigidly aligned position. consensus (first row) "
-                      "is the workflow's recommended landmark: the registration's where the agents confirm it, the "
-                      "agents' where they agree among themselves far from it (README, \"Consensus\"); flagged: its "
-                      "landmarks to check; flag_catch: share of its errors above the flag distance "
-                      "(consensus.flag_error_mm) that are flagged; flag_false_alarm: share of the flagged landmarks "
-                      "whose error is below it.")]
+        body += [table(_readable(summ)),
+                 note("consensus (first row) is the workflow's recommended landmark: the registration's where the "
+                      "agents confirm it, the agents' where they agree among themselves far from it (README, "
+                      "\"Consensus\")."),
+                 _glossary(summ)]
         body += _bands_table(bands)
     if check is None or check.empty:
         return body
@@ -486,9 +517,10 @@ def build_report(m, config: dict, inputs: ReportInputs, out_html, figures_dir, p
     large = patients_dir is not None and len(m.patients) > LARGE_COHORT
     folder = Path(patients_dir).name if patients_dir is not None else None
     rigid_warnings: list[str] = []
-    sections = [Section("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands, folder if large else None))]
-    if patients_dir is not None:
+    sections = []
+    if patients_dir is not None:  # first: each patient's page leads with the recommended landmarks
         sections.append(Section("patients", "Patients", _patients_section(m, consensus, check, folder)))
+    sections.append(Section("summary", "Summary", _summary_section(m, summ, err, check, fig5, bands, folder if large else None)))
     if (errors := _errors_section(err, figures_dir)) is not None:
         sections.append(Section("errors", "Errors per method (Fig. 4)", errors))
     landmarks = ([note(f"{len(m.patients)} patients: every landmark's views are on the patient pages (section "

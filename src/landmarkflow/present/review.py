@@ -38,7 +38,9 @@ def _consensus_options(df: pd.DataFrame) -> dict:
     """Unlocked points; per point its uncertainty and rule as the description; the flagged ones selected."""
     def text(r):
         flag = "flagged: check by eye" if str(r.get("flag", "0")) == "1" else "not flagged"
-        return f"uncertainty {float(r.get('uncertainty_mm', 'nan')):.1f} mm; rule {r.get('rule', '?')}; {flag}"
+        u = pd.to_numeric(r.get("uncertainty_mm"), errors="coerce")  # empty where nothing confirmed the landmark
+        uncertainty = f"uncertainty {u:.1f} mm" if pd.notna(u) else "uncertainty unknown (nothing confirms it)"
+        return f"{uncertainty}; rule {r.get('rule', '?')}; {flag}"
 
     rows = df.to_dict("records")
     return {"locked": False, "descriptions": [text(r) for r in rows],
