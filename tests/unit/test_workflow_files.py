@@ -10,10 +10,12 @@ from landmarkflow.demo import synthetic
 
 
 def test_default_manifest_matches_the_demo_generator():
-    committed = pd.read_csv(ROOT / "config" / "cohort.tsv", sep="\t", dtype=str)
-    patients = list(dict.fromkeys(committed["patient"]))
-    expected = synthetic.manifest_rows(patients, ROOT / "resources" / "demo", ROOT / "config")
-    pd.testing.assert_frame_equal(committed, expected)
+    for name in ("cohort.tsv", "smoke.tsv"):  # the demo's and the smoke run's (config/smoke.yaml names it)
+        committed = pd.read_csv(ROOT / "config" / name, sep="\t", dtype=str)
+        patients = list(dict.fromkeys(committed["patient"]))
+        expected = synthetic.manifest_rows(patients, ROOT / "resources" / "demo", ROOT / "config")
+        pd.testing.assert_frame_equal(committed, expected)
+    assert yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text())["cohort"] == "config/smoke.tsv"
 
 def test_envs_mirror_the_constraints():
     pins = {}
