@@ -129,7 +129,7 @@ class Manifest:
         preference = tuple(self.preference if preference is None else preference)
         common = self.common_modalities(patient)
         wanted = ", ".join(preference)
-        for rank, m in enumerate(preference):
+        for m in preference:
             match = [c for c in common if canonical_modality(c) == canonical_modality(m)]
             if match:
                 alias = f" (as {m})" if match[0] != m else ""
@@ -279,7 +279,7 @@ def _name_collisions(df: pd.DataFrame, path: Path) -> list[str]:
 
 def _duplicates(df: pd.DataFrame, path: Path) -> list[str]:
     """Rows that name one thing twice: the same entry, the same path, or one file by two paths (a symbolic or a
-    hard link). Two files with the same bytes are a warning (:func:`patient_warnings`)."""
+    hard link). Two files with the same bytes are named by :func:`load_manifest` (:func:`identical_images`)."""
     out = []
     key = ["patient", "timepoint", "kind", "name"]
     for _, grp in df[df.duplicated(key, keep=False)].groupby(key, sort=False):
