@@ -158,12 +158,21 @@ COLUMNS = {
     "median_disagreement_mm": ("median disagreement (mm)", "distance to the median of the other methods' predictions "
                                                            "(needs no ground truth)"),
     "spread_mm": ("agent spread (mm)", "mean distance of the agents' 20 end points to their centre"),
-    "fallbacks": ("fallbacks", "implausible predictions replaced by the rigidly aligned position"),
+    "fallbacks": ("fallbacks", "implausible predictions replaced by the rigidly aligned position (how many, or "
+                               "which methods' for one landmark)"),
     "nonpositive_jacobian": ("folding share", "share of voxels where the deformation folds (Jacobian determinant <= 0)"),
     "flagged": ("flagged", "the consensus's landmarks to check by eye"),
     "flag_catch": ("large errors flagged", "share of the consensus's errors above the flag distance "
                                            "(consensus.flag_error_mm) that are flagged"),
     "flag_false_alarm": ("flags without a large error", "share of the flagged landmarks whose error is below it"),
+    # the landmarks to check (landmarks_to_check.tsv)
+    "methods": ("methods", "methods with a prediction for the landmark"),
+    "max_disagreement_mm": ("largest disagreement (mm)", "the largest distance of a method's prediction to the median "
+                                                         "of the others'"),
+    "farthest_method": ("farthest method", "the method with the largest disagreement"),
+    "off_rigid_fit": ("off the rigid fit", "methods whose prediction lies far off the landmark-based rigid fit"),
+    "warning_signs": ("warning signs", "fallbacks, predictions off the rigid fit and a median disagreement above the "
+                                       "rigid-fit flag distance, counted"),
 }
 
 
@@ -271,7 +280,7 @@ def _summary_section(m, summ: pd.DataFrame, err: pd.DataFrame, check: pd.DataFra
              note("Every landmark, the most doubtful on top: warning signs are a fallback, a method off the "
                   "landmark-based rigid fit, and a median disagreement above the rigid-fit flag distance. The first "
                   f"{CHECK_FIGURES} with their slices below the table."),
-             table(rows)]
+             table(_readable(rows)), _glossary(rows)]
     body += [Figure(fig5[(r.patient, r.landmark)], f"check first: {r.patient} landmark {r.landmark}")
              for r in rows.head(CHECK_FIGURES).itertuples() if (r.patient, r.landmark) in fig5]
     return body
