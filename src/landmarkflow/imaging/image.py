@@ -59,17 +59,23 @@ class Image:
         return self.shape == other.shape and np.allclose(self.affine, other.affine, atol=atol)
 
 
-def read_header(path) -> tuple[tuple[int, int, int], np.ndarray]:
-    """Shape and RAS affine of an image file, without reading its voxels."""
+def _image_information(path):
+    """SimpleITK's reader of ``path`` with the header read (no voxels), or an :class:`InputError`."""
     import SimpleITK as sitk
 
-    path = existing_file(path, "image")
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise InputError(f"{path}: not a readable image ({first_line(err)})") from None
+    return reader
+
+
+def read_header(path) -> tuple[tuple[int, int, int], np.ndarray]:
+    """Shape and RAS affine of an image file, without reading its voxels."""
+    path = existing_file(path, "image")
+    reader = _image_information(path)
     size = reader.GetSize()
     if len(size) < 3 or any(n != 1 for n in size[3:]):
         raise InputError(f"{path}: expected a 3D image, got size {size}{_extra_axes_hint(size)}")
@@ -312,12 +318,7 @@ def _check_declared_size(path: Path) -> None:
     header alone, before any voxel buffer of the declared size is allocated."""
     import SimpleITK as sitk
 
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as err:
-        raise InputError(f"{path}: not a readable image ({first_line(err)})") from None
+    reader = _image_information(path)
     stored = _stored_bytes(path)
     if stored is None:
         return
