@@ -42,6 +42,7 @@ dryrun: env
 	$(SNAKEMAKE) -n --quiet rules
 
 lint: env
+	$(BIN)/ruff check .
 	$(SNAKEMAKE) --lint
 
 # Debian's chromium renders the report in the browser test (installed when missing and we are root)
@@ -49,6 +50,7 @@ browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium missing and not root: the browser test will be skipped"; }
 
 test: env browser
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 benchmark: env

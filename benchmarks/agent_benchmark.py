@@ -29,13 +29,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from landmarkflow.detect.agent.detect import redetect  # noqa: E402
-from landmarkflow.detect.search import start_points  # noqa: E402
-from landmarkflow.detect.agent.env import LandmarkEnv  # noqa: E402
-from landmarkflow.detect.patches import PatchVolume  # noqa: E402
-from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer  # noqa: E402
-from landmarkflow.detect.augment import augmented_versions  # noqa: E402
-from landmarkflow.detect.pin import PinConfig, PinTrainer, localise  # noqa: E402
+from landmarkflow.detect.agent.detect import redetect
+from landmarkflow.detect.search import start_points
+from landmarkflow.detect.agent.env import LandmarkEnv
+from landmarkflow.detect.patches import PatchVolume
+from landmarkflow.detect.agent.train import AgentConfig, AgentSpec, Trainer
+from landmarkflow.detect.augment import augmented_versions
+from landmarkflow.detect.pin import PinConfig, PinTrainer, localise
 
 
 def load(preproc):
@@ -173,7 +173,8 @@ def main():
     dt = time.perf_counter() - t0
     print(f"redetection: {dt:.2f} s per landmark ({cfg.n_starts} starts, {int(det.steps.max())} steps at most)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"peak memory (process RSS): {peak:.0f} MB" + (f"; GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if dev.type == "cuda" else ""))
+    gpu = f"; GPU peak {torch.cuda.max_memory_allocated() / 2**20:.0f} MB" if dev.type == "cuda" else ""
+    print(f"peak memory (process RSS): {peak:.0f} MB{gpu}")
 
     # 4. PIN, the supervised rival: one training and one localisation with the default config
     pcfg = PinConfig()

@@ -32,12 +32,12 @@ from scipy.spatial.transform import Rotation
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from landmarkflow.imaging import spatial  # noqa: E402
-from landmarkflow.detect.search import start_points  # noqa: E402
-from landmarkflow.detect.augment import augmented_versions  # noqa: E402
-from landmarkflow.core.device import seed_for  # noqa: E402
-from landmarkflow.detect.pin import PinConfig, PinTrainer, localise  # noqa: E402
-from landmarkflow.cohort.preproc_folder import PreprocFolder  # noqa: E402
+from landmarkflow.imaging import spatial
+from landmarkflow.detect.search import start_points
+from landmarkflow.detect.augment import augmented_versions
+from landmarkflow.core.device import seed_for
+from landmarkflow.detect.pin import PinConfig, PinTrainer, localise
+from landmarkflow.cohort.preproc_folder import PreprocFolder
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.detect.consensus import ConsensusConfig, build_consensus  # noqa: E402
-from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.detect.consensus import ConsensusConfig, build_consensus
+from landmarkflow.core.logutil import log_to
 
 with log_to(snakemake.log[0]):  # noqa: F821
     build_consensus(

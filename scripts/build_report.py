@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.cohort.manifest import load_manifest  # noqa: E402
-from landmarkflow.present.report import ReportInputs, build_report  # noqa: E402
+from landmarkflow.core.logutil import log_to
+from landmarkflow.cohort.manifest import load_manifest
+from landmarkflow.present.report import ReportInputs, build_report
 
 with log_to(snakemake.log[0]):  # noqa: F821
     inp = snakemake.input  # noqa: F821

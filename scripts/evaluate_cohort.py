@@ -5,10 +5,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.core import layout  # noqa: E402
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.cohort.manifest import load_manifest  # noqa: E402
-from landmarkflow.evaluate.metrics import evaluate_cohort  # noqa: E402
+from landmarkflow.core import layout
+from landmarkflow.core.logutil import log_to
+from landmarkflow.cohort.manifest import load_manifest
+from landmarkflow.evaluate.metrics import evaluate_cohort
 
 with log_to(snakemake.log[0]):  # noqa: F821
     evaluate_cohort(

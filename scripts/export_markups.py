@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.present.review import export_review  # noqa: E402
-from landmarkflow.cohort.preproc_folder import PreprocFolder  # noqa: E402
+from landmarkflow.core.logutil import log_to
+from landmarkflow.present.review import export_review
+from landmarkflow.cohort.preproc_folder import PreprocFolder
 
 with log_to(snakemake.log[0]):  # noqa: F821
     export_review(

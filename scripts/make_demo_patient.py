@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.demo.synthetic import make_patient  # noqa: E402
+from landmarkflow.core.logutil import log_to
+from landmarkflow.demo.synthetic import make_patient
 
 with log_to(snakemake.log[0]):  # noqa: F821
     make_patient(

@@ -7,8 +7,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 os.environ.setdefault("ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS", str(snakemake.threads))  # noqa: F821
 
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.registration.ants import run_ants_baseline  # noqa: E402
+from landmarkflow.core.logutil import log_to
+from landmarkflow.registration.ants import run_ants_baseline
 
 with log_to(snakemake.log[0]):  # noqa: F821
     settings = snakemake.params.settings  # noqa: F821

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.evaluate.radiomics import cohort_radiomics  # noqa: E402
+from landmarkflow.core.logutil import log_to
+from landmarkflow.evaluate.radiomics import cohort_radiomics
 
 with log_to(snakemake.log[0]):  # noqa: F821
     cohort_radiomics(

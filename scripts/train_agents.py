@@ -5,9 +5,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.detect.agent.pipeline import train_agents  # noqa: E402
-from landmarkflow.detect.agent.train import AgentConfig  # noqa: E402
-from landmarkflow.core.logutil import log_to  # noqa: E402
+from landmarkflow.detect.agent.pipeline import train_agents
+from landmarkflow.detect.agent.train import AgentConfig
+from landmarkflow.core.logutil import log_to
 
 with log_to(snakemake.log[0]):  # noqa: F821
     settings = dict(snakemake.params.settings)  # noqa: F821

@@ -5,8 +5,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(snakemake.scriptdir).parent / "src"))  # noqa: F821 (conda envs need no install)
 
-from landmarkflow.core.logutil import log_to  # noqa: E402
-from landmarkflow.cohort.validation import validate_patient  # noqa: E402
+from landmarkflow.core.logutil import log_to
+from landmarkflow.cohort.validation import validate_patient
 
 with log_to(snakemake.log[0]):  # noqa: F821
     validate_patient(

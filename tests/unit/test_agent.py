@@ -187,7 +187,8 @@ def test_warp_keeps_the_target_in_place_and_bends_the_rest(spacing):
     target = np.array([17, 20, 12])
     t_mm = target * np.asarray(spacing)
     # a bright ball at the target and a second one 10 mm away along the first axis
-    ball = lambda c: np.exp(-np.sum((grid - np.asarray(c)[:, None, None, None]) ** 2, axis=0) / (2 * 1.5**2))
+    def ball(c):
+        return np.exp(-np.sum((grid - np.asarray(c)[:, None, None, None]) ** 2, axis=0) / (2 * 1.5**2))
     far = t_mm + np.array([10.0, 0, 0])
     vol = (ball(t_mm) + ball(far)).astype(np.float32)[None]
     warped = warp_about(vol, target, rng, rotate_deg=20, scale=0.1, elastic_mm=2.0, spacing=spacing)

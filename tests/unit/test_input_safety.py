@@ -40,7 +40,8 @@ def test_qform_and_sform_that_disagree_are_an_error(tmp_path, change):
     else:
         q[:3, :3] = spatial.rotation_matrix((10.0, 0, 0)) @ q[:3, :3]
     path = _nifti(tmp_path / "two.nii.gz", affine=aff, qform=q)
-    with pytest.raises(InputError, match=r"two.nii.gz: the NIfTI qform and sform disagree \(codes 1 and 1\): they place the image's corners up to .* mm apart"):
+    with pytest.raises(InputError, match=r"two.nii.gz: the NIfTI qform and sform disagree \(codes 1 and 1\): "
+                                         r"they place the image's corners up to .* mm apart"):
         read_image(path)
 
 

@@ -94,7 +94,8 @@ def _tiny_preproc(folder, lesion_at=None):
 def test_patient_table_and_small_region_gives_nan(tmp_path, caplog):
     d = _tiny_preproc(tmp_path)
     params = tmp_path / "params.yaml"
-    params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\n  glcm:\nsetting:\n  binWidth: 0.1\n  label: 1\n  minimumROIDimensions: 3\n")
+    params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  firstorder:\n  glcm:\nsetting:\n  binWidth: 0.1\n  label: 1\n"
+                      "  minimumROIDimensions: 3\n")
     truth = radiomics.truth_file(d)
     out = radiomics.patient_radiomics(d, {"truth": truth}, params, tmp_path / "rad.tsv", radii=(5.0,), min_voxels=200)
     assert list(out.columns) == ["patient", "landmark", "method", "modality", "radius_mm", "feature", "pre", "post", "delta",

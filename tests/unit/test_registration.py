@@ -67,7 +67,8 @@ def test_ants_baseline_moves_points_with_the_inverse_transform(shifted_pair, tmp
     np.testing.assert_allclose(back["ants_affine"], q_moving, atol=0.6)
     jac = pd.read_csv(tmp_path / "ants" / "jacobian.tsv", sep="\t").set_index("method")
     assert jac.loc["ants_syn", "nonpositive_jacobian"] == 0.0  # a smooth shift needs no folding
-    for f in ("ants_syn_warp.nii.gz", "ants_syn_inverse_warp.nii.gz", "ants_affine_affine.mat", "ants_syn_jacobian.nii.gz", "ants_syn_warped_post.nii.gz"):
+    for f in ("ants_syn_warp.nii.gz", "ants_syn_inverse_warp.nii.gz", "ants_affine_affine.mat", "ants_syn_jacobian.nii.gz",
+              "ants_syn_warped_post.nii.gz"):
         assert (tmp_path / "ants" / f).exists(), f
 
 

@@ -313,7 +313,7 @@ def _dry_run_jobs(wd):
     res = run(["-n", "-s", str(ROOT / "Snakefile"), "-d", str(wd), "--configfile", str(wd / "config" / "config.yaml")])
     out = res.stdout + res.stderr
     jobs = re.findall(r"^(?:rule|localrule|checkpoint|localcheckpoint) (\w+):\n((?:    .*\n)*)", out, re.M)
-    return [(rule, dict(re.findall(r"(\w+)=([^,\s]+)", next((l for l in body.splitlines() if "wildcards:" in l), ""))))
+    return [(rule, dict(re.findall(r"(\w+)=([^,\s]+)", next((line for line in body.splitlines() if "wildcards:" in line), ""))))
             for rule, body in jobs], out
 
 

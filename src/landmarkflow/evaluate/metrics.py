@@ -326,7 +326,8 @@ def evaluate_cohort(m: Manifest, landmark_files, out_errors, out_summary, out_pr
     """Write errors.tsv, summary.tsv and predictions.tsv for the cohort from exactly ``landmark_files``
     (``results/<patient>/landmarks/<method>.csv``; the landmark-based rigid fits against ``preproc_dirs``,
     when ``out_rigid`` and ``out_residuals`` are given; the landmarks to check first, when ``out_check`` is
-    given; the errors by distance to the cavity, when ``out_bands`` is given); return the summary. Without ground truth (no patient has pre-op landmarks of the post-op annotator)
+    given; the errors by distance to the cavity, when ``out_bands`` is given); return the summary. Without ground truth
+    (no patient has pre-op landmarks of the post-op annotator)
     errors.tsv has its header only, and summary.tsv has every method with ``n`` = 0 and what is known without
     ground truth: shift from identity, disagreement, spread, fallbacks, Jacobian."""
     pred = collect_predictions(m, landmark_files)

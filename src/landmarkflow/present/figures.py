@@ -113,7 +113,8 @@ def landmark_figure(views: tuple, patient: str, landmark: str, pred: pd.DataFram
             ax.scatter(v[:, other[0]], v[:, other[1]], s=8, color=catalogue.colour(method), alpha=0.6)
         for r in lm_pred.itertuples():
             v = spatial.world_to_voxel([r.x, r.y, r.z], pre.affine)
-            ax.scatter(v[other[0]], v[other[1]], marker="X", s=70, color=catalogue.colour(r.method), edgecolors="white", linewidths=0.6, label=r.method, zorder=4)
+            ax.scatter(v[other[0]], v[other[1]], marker="X", s=70, color=catalogue.colour(r.method), edgecolors="white",
+                       linewidths=0.6, label=r.method, zorder=4)
         if truth_xyz is not None:
             v = spatial.world_to_voxel(truth_xyz, pre.affine)
             ax.scatter(v[other[0]], v[other[1]], marker="*", s=160, color="lime", edgecolors="black", linewidths=0.6, label="ground truth", zorder=5)

@@ -31,7 +31,8 @@ TEMPLATE = "page.html.j2"
 CSS = """
 body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1300px;color:#222;padding:0 1em}
 h1{font-size:1.6em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:1.6em}
-table{border-collapse:collapse;font-size:.88em;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+table{border-collapse:collapse;font-size:.88em;margin:.5em 0;display:block;max-width:100%;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
 th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;margin:.4em 0}
 .warn{background:#fff4e5;border-left:4px solid #f0a020;padding:.4em .8em}.note{color:#555;font-size:.9em}
 pre{background:#f7f7f7;padding:.6em;overflow:auto;font-size:.8em}nav a{margin-right:1em}

@@ -235,13 +235,15 @@ def ants_baseline(fixed: list[Image], moving: list[Image], points_moving, outdir
             if name == "ants_syn":
                 warped = ants.apply_transforms(fx[0], mv[0], [fwd[0], affine_file])
                 write_image(from_ants(warped), outdir / "ants_syn_warped_post.nii.gz")
-    jac_rows += [{"method": m, "nonpositive_jacobian": 0.0, "min_jacobian": np.nan, "seconds": round(timings[m], 1)} for m in ("ants_rigid", "ants_affine")]
+    jac_rows += [{"method": m, "nonpositive_jacobian": 0.0, "min_jacobian": np.nan, "seconds": round(timings[m], 1)}
+                 for m in ("ants_rigid", "ants_affine")]
     write_table(pd.DataFrame(jac_rows), layout.jacobian_table(outdir), float_format="%.6f")
     log.info("ANTs (%s): %s", preset, ", ".join(f"{k} {v:.0f} s" for k, v in timings.items()))
     return result
 
 
-def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = default("ants", "preset"), modalities=(), seed: int = default(None, "seed"),
+def run_ants_baseline(preproc_dir, outdir, out_landmarks: dict, preset: str = default("ants", "preset"), modalities=(),
+                      seed: int = default(None, "seed"),
                       deterministic: bool = False, lesions_dir=None) -> dict:
     """The ANTs baseline on a preprocessed patient: the rigidly aligned post-op scan registered onto the pre-op scan.
 

@@ -85,9 +85,11 @@ class AgentConfig:
     max_test_steps: int = schema_field("agent", "max_test_steps")
     max_shift_mm: float = schema_field("agent", "max_shift_mm")  # test: a prediction farther than this from the start box centre falls back to it
     guide_test: bool = schema_field("agent", "guide_test")  # guided agent at test time: no steps into the pre-op tumour mask
-    test_smooth_mm: float = schema_field("agent", "test_smooth_mm")  # test: Gaussian smoothing (sigma, mm) of the pre-op scan, to the post-op scan's coarser look
+    # test: Gaussian smoothing (sigma, mm) of the pre-op scan, to the post-op scan's coarser look
+    test_smooth_mm: float = schema_field("agent", "test_smooth_mm")
     seeded_box_mm: float = schema_field("agent", "seeded_box_mm")  # agent_seeded: start box edge around the registration's landmark
-    seeded_max_shift_mm: float = schema_field("agent", "seeded_max_shift_mm")  # agent_seeded: farther than this from the registration's landmark falls back to it
+    # agent_seeded: farther than this from the registration's landmark falls back to it
+    seeded_max_shift_mm: float = schema_field("agent", "seeded_max_shift_mm")
     modalities: list = schema_field("agent", "modalities")  # channels; empty = the reference modality only
 
     def to_dict(self) -> dict:
