@@ -67,15 +67,10 @@ def _checked_config(files, manifest) -> dict:
 
 
 def _seeds(args) -> None:
-    from pathlib import Path
-
     from .evaluate import seeds
 
-    # the config files the runs merge (config/config.yaml, then --configfile): one clear message for a file that
-    # is not plain YAML, before any run (Snakemake would say only "not valid JSON or YAML")
-    base, given = Path("config/config.yaml"), Path(args.configfile)
-    for f in ([base] if base.exists() and base.resolve() != given.resolve() else []) + [given]:
-        config.load(f)
+    # the config files the runs merge are read first (SeedRuns, config.load): a file that is not plain YAML is
+    # named with its line before any run (Snakemake would say only "not valid JSON or YAML")
     try:
         table = seeds.run_seeds(args.seeds.split(","), args.cores, args.snakemake_args, args.out, args.configfile,
                                 args.parallel)

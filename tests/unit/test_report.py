@@ -79,8 +79,8 @@ def test_evaluate_cohort_and_report_on_a_mixed_cohort(small_cohort, tmp_path):
     assert "Landmarks to check first" in text and "Errors per method" in text
 
 
-def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_path):
-    from landmarkflow.present import report
+def _evaluated_without_truth(small_cohort, tmp_path):
+    """The small cohort without its pre-op landmarks, evaluated: (manifest, result files, cohort tables)."""
     from landmarkflow.cohort.manifest import load_manifest
 
     manifest, _ = small_cohort
@@ -89,6 +89,13 @@ def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_pat
     files = _results(tmp_path, m)
     out = _outputs(tmp_path)
     metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], out_check=out["check"])
+    return m, files, out
+
+
+def test_report_says_plainly_that_there_is_no_ground_truth(small_cohort, tmp_path):
+    from landmarkflow.present import report
+
+    m, files, out = _evaluated_without_truth(small_cohort, tmp_path)
     html = tmp_path / "report.html"
     report.build_report(m, {"seed": 1}, _inputs(out, files), html, tmp_path / "figs")
     text = html.read_text()
@@ -139,16 +146,10 @@ def test_a_page_per_patient_with_the_recommended_and_flagged_landmarks_first(sma
 def test_the_differential_changes_are_shown_without_ground_truth(small_cohort, tmp_path):
     """Issue 43: without ground truth the radiomics section shows the consensus's changes: a heatmap and, per
     landmark, the largest changes its uncertainty cannot explain (a smaller one is left out)."""
-    from landmarkflow.cohort.manifest import load_manifest
     from landmarkflow.evaluate import radiomics
     from landmarkflow.present import report
 
-    manifest, _ = small_cohort
-    manifest.write_text("".join(line for line in manifest.read_text().splitlines(True) if "pre_lm.csv" not in line))
-    m = load_manifest(manifest)
-    files = _results(tmp_path, m)
-    out = _outputs(tmp_path)
-    metrics.evaluate_cohort(m, files, out["errors"], out["summary"], out["predictions"], out_check=out["check"])
+    m, files, out = _evaluated_without_truth(small_cohort, tmp_path)
     rows = []
     for lm, delta in (("1", 2.0), ("2", -0.5)):
         for feature, spread in (("original_firstorder_Mean", 0.1), ("original_glcm_Contrast", 5.0), ("original_glcm_Idm", np.nan)):

@@ -1,13 +1,13 @@
 """The cohort report as a person sees it: rendered by headless Chromium."""
 
 import re
-import shutil
 import subprocess
 
 import pytest
 
+from workflow_helpers import CHROMIUM, chromium_flags
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
 SECTIONS = ["summary", "errors", "predictions", "landmarks", "training", "qc", "radiomics", "benchmarks", "warnings", "config"]
 
 
@@ -16,9 +16,7 @@ SECTIONS = ["summary", "errors", "predictions", "landmarks", "training", "qc", "
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (make test installs it as root)")
 def test_report_renders_in_chromium(tiny_run, tmp_path):
     report = tiny_run / "results" / "cohort" / "report.html"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--window-size=1280,2400"]
+    flags = chromium_flags(tmp_path / "profile")
     dom = subprocess.run([CHROMIUM, *flags, "--dump-dom", report.as_uri()], capture_output=True, text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
     status = re.search(r'id="render-status"[^>]*data-images-ok="(\d+)"[^>]*data-images="(\d+)"[^>]*data-errors="(\d+)"', dom.stdout)

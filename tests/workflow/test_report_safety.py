@@ -8,20 +8,18 @@ the pages are then read as files and in Chromium.
 import csv
 import html
 import re
-import shutil
 import subprocess
 
 import pandas as pd
 import pytest
 from markupsafe import escape
 
-from workflow_helpers import TINY, run, snakemake_args, workdir
+from workflow_helpers import CHROMIUM, TINY, chromium_flags, run, snakemake_args, workdir
 from landmarkflow.core.files import write_table
 from landmarkflow.io.landmarks import points_of, read_landmarks
 from landmarkflow.io.markups import write_markups
 from landmarkflow.present.pages import CSP
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 PATIENT = "xss01"
 #: one per demo landmark (1, 2, 3); each would change the page's title if it ran
 LABELS = {
@@ -87,11 +85,9 @@ def test_hostile_labels_are_text_in_both_pages(hostile_run):
         assert len(re.findall(r"<script\b", text)) == 1  # the render check, nothing else
 
 
-def _chromium(page, profile, dump=True):
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}", "--virtual-time-budget=10000"]
-    res = subprocess.run([CHROMIUM, *flags, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120)
+def _chromium(page, profile):
+    res = subprocess.run([CHROMIUM, *chromium_flags(profile), "--dump-dom", page.as_uri()], capture_output=True, text=True,
+                         timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     return res.stdout
 

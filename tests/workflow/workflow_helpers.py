@@ -1,6 +1,7 @@
 """Helpers of the workflow tests: run Snakemake, make a working folder with a demo cohort."""
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -18,6 +19,17 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 #: a tiny budget, the smoke run's (config/smoke.yaml): the whole workflow in a few minutes on 2 cores (the
 #: smoke config's own manifest aside: each test writes its own)
 TINY = {key: value for key, value in yaml.safe_load((ROOT / "config" / "smoke.yaml").read_text()).items() if key != "cohort"}
+
+
+#: Debian's Chromium (make test installs it as root), or None
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def chromium_flags(profile, window="1280,2400") -> list:
+    """Headless Chromium on this closed network (no background connections), a fresh profile, 10 s of virtual time."""
+    return ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", f"--user-data-dir={profile}", "--virtual-time-budget=10000",
+            f"--window-size={window}"]
 
 
 def run(args, cwd=ROOT, check=True, env=None):

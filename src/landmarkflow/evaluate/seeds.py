@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from ..core import layout
-from ..core.config import complete
+from ..core.config import complete, load, merge
 from ..core.errors import InputError
-from ..core.files import existing_file, write_table
+from ..core.files import write_table
 from ..core.methods import sort_methods
 
 log = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ class SeedRuns:
     cohort the config names (relative to ``workdir``, the folder a plain ``snakemake`` would run in) and
     ``out``. Items of a ``--config`` among ``snakemake_args`` join the runs' own ``--config``."""
 
-    def __init__(self, cores: int = 2, snakemake_args=(), out="results/seeds", configfile="config/config.yaml",
+    def __init__(self, cores: int = 2, snakemake_args=(), out=layout.SEEDS, configfile="config/config.yaml",
                  snakefile="Snakefile", workdir=".", snakemake: str | None = None):
         self.workdir = Path(workdir).resolve()
         self.out = (self.workdir / out).resolve()
@@ -78,7 +77,7 @@ class SeedRuns:
         files.append(configfile)
         settings: dict = {}
         for f in files:
-            _merge(settings, yaml.safe_load(existing_file(f, "config file").read_text()) or {})
+            merge(settings, load(f))  # a file that is not plain YAML is named with its line (a tag refused)
         self.settings = complete(settings)
         exe = snakemake or str(Path(sys.executable).with_name("snakemake"))
         self.args, extra = _split_config(snakemake_args)
@@ -110,7 +109,7 @@ class SeedRuns:
         return self.folder(seed) / layout.cohort("summary.tsv")
 
 
-def run_seeds(seeds, cores: int = 2, snakemake_args=(), out="results/seeds", configfile="config/config.yaml",
+def run_seeds(seeds, cores: int = 2, snakemake_args=(), out=layout.SEEDS, configfile="config/config.yaml",
               parallel: bool = False, snakemake: str | None = None, snakefile="Snakefile", workdir=".") -> pd.DataFrame:
     """Run the workflow once per seed, each in its own working folder (:class:`SeedRuns`), so that seeds can
     run at once, on a cluster too, and never overwrite each other's results; then aggregate their summaries
@@ -138,16 +137,6 @@ def run_seeds(seeds, cores: int = 2, snakemake_args=(), out="results/seeds", con
     table = aggregate({seed: runs.summary(seed) for seed in seeds})
     write_table(table, runs.out / "summary.tsv", float_format="%.4f")
     return table
-
-
-def _merge(into: dict, new: dict) -> dict:
-    """``new`` merged into ``into``, sections key by key (as Snakemake merges config files)."""
-    for key, value in new.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value)
-        else:
-            into[key] = value
-    return into
 
 
 def _split_config(args) -> tuple[list, list]:

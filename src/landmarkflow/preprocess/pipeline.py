@@ -258,21 +258,24 @@ def aligned_or_registered(fixed: Image, moving: Image, fixed_mask: Image, moving
     if keep_aligned:
         coarse = ants.register_linear(fixed, moving, "Rigid", fixed_mask=fixed_mask, moving_mask=moving_mask, coarse=True)
         if (moved := max_displacement_mm(coarse, fixed_mask)) <= limit / 2:
-            if out_file is not None:
-                ants.write_identity(out_file)
-            return np.eye(4), (f"{grid}a coarse rigid fit would move the brain by at most {moved:.2f} mm: kept as they "
-                               "are (not applied; no full fit)")
+            return _kept(out_file, f"{grid}a coarse rigid fit would move the brain by at most {moved:.2f} mm: kept as "
+                                   "they are (not applied; no full fit)")
     matrix = ants.register_linear(fixed, moving, "Rigid", fixed_mask=fixed_mask, moving_mask=moving_mask, out_file=out_file)
     moved = max_displacement_mm(matrix, fixed_mask)
     if keep_aligned and (moved < voxel or (same and moved <= SAME_GRID_KEEP_MM)):
-        if out_file is not None:
-            ants.write_identity(out_file)
         why = (f"{grid}the rigid fit would move the brain by at most {moved:.2f} mm" if same
                else f"the rigid fit would move the brain by at most {moved:.2f} mm, less than a voxel")
-        return np.eye(4), why + ": kept as they are (not applied)"
+        return _kept(out_file, why + ": kept as they are (not applied)")
     if same and keep_aligned:
         log.warning("the scans share a grid, but the rigid fit moves the brain by up to %.1f mm: applied", moved)
     return matrix, f"registered: the rigid fit moves the brain by up to {moved:.2f} mm"
+
+
+def _kept(out_file, why: str) -> tuple[np.ndarray, str]:
+    """Scans kept as they are: the identity (also as the ANTs transform in ``out_file``, when given) and why."""
+    if out_file is not None:
+        ants.write_identity(out_file)
+    return np.eye(4), why
 
 
 def native_extent(affine: np.ndarray, to_frame: np.ndarray | None = None) -> list[float]:

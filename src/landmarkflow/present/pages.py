@@ -168,7 +168,7 @@ def table(df: pd.DataFrame | None, floats: int = 2) -> Table | Para:
             return v
         if isinstance(v, (float, np.floating)):
             return "" if math.isnan(v) else f"{v:.{floats}f}"
-        if v is None or (isinstance(v, type(pd.NA)) and v is pd.NA):
+        if v is None or v is pd.NA:
             return ""
         return str(v)
 
